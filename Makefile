@@ -1,0 +1,40 @@
+# The two commands a newcomer needs:  make run   and   make test
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test lint typecheck unit peers bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+## make run: set up, then the main job
+run: $(STAMP)
+	$(BIN)/sbcsim --help
+
+## make peers: the Debian packages of the real peers the interop tests talk to
+peers:
+	./scripts/install-peers.sh
+
+## make test: set up everything the tests need, then lint, type-check and the whole suite
+test: $(STAMP) peers lint typecheck unit
+
+lint: $(STAMP)
+	$(BIN)/ruff check sbcsim tests benchmarks
+	$(BIN)/ruff format --check sbcsim tests benchmarks
+
+typecheck: $(STAMP)
+	$(BIN)/mypy --strict sbcsim
+
+unit: $(STAMP)
+	$(BIN)/pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/parse.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
