@@ -90,8 +90,11 @@ def parse_verdict(data: bytes, transport: str = "udp", role: str = "uas") -> dic
         verdict["error"] = exc.msg
         verdict["response"] = exc.status_hint if verdict["kind"] == "request" else None
         verdict["action"] = (
-            "close-connection" if (exc.close_connection and transport != "udp") else
-            "respond" if verdict["response"] else "discard"
+            "close-connection"
+            if (exc.close_connection and transport != "udp")
+            else "respond"
+            if verdict["response"]
+            else "discard"
         )
         return verdict
     verdict["valid"] = True
@@ -115,10 +118,20 @@ def parse_verdict(data: bytes, transport: str = "udp", role: str = "uas") -> dic
 
 @main.command()
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--transport", type=click.Choice(["udp", "tcp"]), default="udp", show_default=True,
-              help="The transport the message is taken to have arrived on (framing rules differ).")
-@click.option("--role", type=click.Choice(["uas", "proxy"]), default="uas", show_default=True,
-              help="Judge as a user agent server or as a proxy (Max-Forwards 0 -> 483).")
+@click.option(
+    "--transport",
+    type=click.Choice(["udp", "tcp"]),
+    default="udp",
+    show_default=True,
+    help="The transport the message is taken to have arrived on (framing rules differ).",
+)
+@click.option(
+    "--role",
+    type=click.Choice(["uas", "proxy"]),
+    default="uas",
+    show_default=True,
+    help="Judge as a user agent server or as a proxy (Max-Forwards 0 -> 483).",
+)
 @click.pass_context
 def parse(ctx: click.Context, file: Path, transport: str, role: str) -> None:
     """Parse one raw SIP message and print a JSON verdict.

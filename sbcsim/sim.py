@@ -20,7 +20,7 @@ import math
 import random
 from collections.abc import Callable
 from heapq import heappop, heappush
-from typing import TypeVarTuple, Unpack
+from typing import TypeVarTuple
 
 from sbcsim.clock import VirtualClock
 from sbcsim.ids import IdGenerator
@@ -39,7 +39,9 @@ class TimerHandle:
 
     __slots__ = ("_args", "_callback", "_cancelled", "when")
 
-    def __init__(self, when: float, callback: Callable[..., object], args: tuple[object, ...]) -> None:
+    def __init__(
+        self, when: float, callback: Callable[..., object], args: tuple[object, ...]
+    ) -> None:
         self.when = when
         self._callback: Callable[..., object] | None = callback
         self._args = args
@@ -96,9 +98,7 @@ class Simulator:
 
     # -- scheduling ---------------------------------------------------------------------------
 
-    def call_at(
-        self, when: float, callback: Callable[[Unpack[_Ts]], object], *args: Unpack[_Ts]
-    ) -> TimerHandle:
+    def call_at(self, when: float, callback: Callable[[*_Ts], object], *args: *_Ts) -> TimerHandle:
         """Run ``callback(*args)`` at virtual time ``when``.
 
         A deadline in the past runs at the current time (after everything already due now), like
@@ -116,12 +116,12 @@ class Simulator:
         return handle
 
     def call_later(
-        self, delay: float, callback: Callable[[Unpack[_Ts]], object], *args: Unpack[_Ts]
+        self, delay: float, callback: Callable[[*_Ts], object], *args: *_Ts
     ) -> TimerHandle:
         """Run ``callback(*args)`` ``delay`` seconds from now."""
         return self.call_at(self.clock.now() + delay, callback, *args)
 
-    def call_soon(self, callback: Callable[[Unpack[_Ts]], object], *args: Unpack[_Ts]) -> TimerHandle:
+    def call_soon(self, callback: Callable[[*_Ts], object], *args: *_Ts) -> TimerHandle:
         """Run ``callback(*args)`` at the current time, after everything already due now."""
         return self.call_at(self.clock.now(), callback, *args)
 
@@ -211,7 +211,9 @@ class Simulator:
 
     def _deadline(self, duration: float) -> float:
         if not (duration >= 0 and math.isfinite(duration)):
-            raise ValueError(f"a simulated wait needs a finite, non-negative bound, got {duration!r}")
+            raise ValueError(
+                f"a simulated wait needs a finite, non-negative bound, got {duration!r}"
+            )
         return self.clock.now() + duration
 
     def _enter(self) -> None:

@@ -60,7 +60,9 @@ class Receiver(Protocol):
     def message_received(self, data: bytes, peer: PeerInfo) -> None:
         """One whole SIP message (a UDP datagram, or one framed message from a stream)."""
 
-    def transport_error(self, remote: Address, transport: TransportName, exc: TransportError) -> None:
+    def transport_error(
+        self, remote: Address, transport: TransportName, exc: TransportError
+    ) -> None:
         """A send failed, a connection could not be made or was lost with an error."""
 
 

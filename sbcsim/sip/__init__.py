@@ -17,7 +17,14 @@ from sbcsim.sip.headers import (
     parse_name_addr,
     parse_via,
 )
-from sbcsim.sip.message import REASON_PHRASES, Message, Request, Response, build_request, make_response
+from sbcsim.sip.message import (
+    REASON_PHRASES,
+    Message,
+    Request,
+    Response,
+    build_request,
+    make_response,
+)
 from sbcsim.sip.parser import KeepAlive, ParserLimits, StreamFramer, StreamParser, parse_message
 from sbcsim.sip.policy import Rejection, UasPolicy, inspect_request
 from sbcsim.sip.uri import AbsoluteUri, SipUri, TelUri, Uri, parse_uri

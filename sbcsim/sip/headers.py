@@ -97,15 +97,23 @@ def canonical_name(name: str) -> str:
 TOKEN_CHARS = "A-Za-z0-9\\-.!%*_+`'~"
 _TOKEN_RE = re.compile(f"[{TOKEN_CHARS}]+\\Z")
 _PARAM_RE = re.compile(
-    f"[ \\t]*([{TOKEN_CHARS}]+)[ \\t]*(?:=[ \\t]*(\"(?:[^\"\\\\]|\\\\.)*\"|[{TOKEN_CHARS}:\\[\\]/]+)[ \\t]*)?"
+    f'[ \\t]*([{TOKEN_CHARS}]+)[ \\t]*(?:=[ \\t]*("(?:[^"\\\\]|\\\\.)*"|[{TOKEN_CHARS}:\\[\\]/]+)[ \\t]*)?'
 )
 _QUOTED_RE = re.compile(r'"((?:[^"\\]|\\.)*)"', re.S)
 _UNQUOTE_RE = re.compile(r"\\(.)", re.S)
 _DIGITS_RE = re.compile(r"\d+\Z")
 
 
+_token_cache: dict[str, bool] = {}
+
+
 def is_token(text: str) -> bool:
-    return bool(_TOKEN_RE.match(text))
+    known = _token_cache.get(text)
+    if known is None:
+        known = bool(_TOKEN_RE.match(text))
+        if len(_token_cache) < 4096:
+            _token_cache[text] = known
+    return known
 
 
 def quote(text: str) -> str:
@@ -136,7 +144,9 @@ def parse_params(text: str, what: str) -> Params:
         if pos >= n:
             break
         if text[pos] != ";":
-            raise RemoteProtocolError(f"unexpected {text[pos:pos + 10]!r} in parameters of {what}")
+            raise RemoteProtocolError(
+                f"unexpected {text[pos : pos + 10]!r} in parameters of {what}"
+            )
         m = _PARAM_RE.match(text, pos + 1)
         if m is None or not m.group(1):
             raise RemoteProtocolError(f"empty or invalid parameter in {what}")
@@ -173,40 +183,37 @@ class _HasParams:
         return any(k.lower() == lname for k, _ in self.params)
 
 
+_LIST_ITEM_RE = re.compile(r'(?:"(?:[^"\\]|\\.)*"|<[^>]*>|[^,"<])*')
+
+
 def split_commas(value: str) -> list[str]:
     """Split a header value at commas outside quoted strings and ``<...>``; items stripped.
 
     An empty item (``a,,b`` or a trailing comma) is malformed.
     """
+    if "," not in value:
+        item = value.strip(" \t")
+        if not item:
+            raise RemoteProtocolError("empty header value where a list element was expected")
+        return [item]
     if '"' not in value and "<" not in value:
         parts = value.split(",")
     else:
         parts = []
-        start = 0
-        in_quote = False
-        in_angle = False
-        i = 0
+        pos = 0
         n = len(value)
-        while i < n:
-            c = value[i]
-            if in_quote:
-                if c == "\\":
-                    i += 1
-                elif c == '"':
-                    in_quote = False
-            elif c == '"':
-                in_quote = True
-            elif c == "<":
-                in_angle = True
-            elif c == ">":
-                in_angle = False
-            elif c == "," and not in_angle:
-                parts.append(value[start:i])
-                start = i + 1
-            i += 1
-        if in_quote:
-            raise RemoteProtocolError(f"unterminated quoted string in {value[:40]!r}")
-        parts.append(value[start:])
+        while True:
+            m = _LIST_ITEM_RE.match(value, pos)
+            end = m.end() if m else pos
+            parts.append(value[pos:end])
+            if end >= n:
+                break
+            if value[end] != ",":
+                raise RemoteProtocolError(f"unterminated quoted string or <...> in {value[:40]!r}")
+            pos = end + 1
+            if pos == n:
+                parts.append("")
+                break
     out = [p.strip(" \t") for p in parts]
     if any(not p for p in out):
         raise RemoteProtocolError(f"empty element in comma-separated list {value[:60]!r}")
@@ -328,7 +335,11 @@ class NameAddr(_HasParams):
             return "*"
         disp = ""
         if self.display_name is not None:
-            disp = (self.display_name if is_token(self.display_name.replace(" ", "")) else quote(self.display_name)) + " "
+            disp = (
+                self.display_name
+                if is_token(self.display_name.replace(" ", ""))
+                else quote(self.display_name)
+            ) + " "
         return f"{disp}<{self.uri}>{format_params(self.params)}"
 
 
@@ -352,7 +363,9 @@ def parse_name_addr(text: str, *, allow_star: bool = False) -> NameAddr:
             disp_text = s[:lt].strip(" \t")
             if disp_text:
                 if not _DISPLAY_TOKENS_RE.match(disp_text):
-                    raise RemoteProtocolError(f"display name must be tokens or quoted: {disp_text[:40]!r}")
+                    raise RemoteProtocolError(
+                        f"display name must be tokens or quoted: {disp_text[:40]!r}"
+                    )
                 display = disp_text
             rest = s[lt:]
         else:
@@ -377,14 +390,20 @@ def parse_name_addr(text: str, *, allow_star: bool = False) -> NameAddr:
     if not uri_text:
         raise RemoteProtocolError(f"missing URI in {s[:60]!r}")
     if "," in uri_text or "?" in uri_text:
-        raise RemoteProtocolError(f"a URI with ',' '?' or ';' must be enclosed in <>: {uri_text[:60]!r}")
+        raise RemoteProtocolError(
+            f"a URI with ',' '?' or ';' must be enclosed in <>: {uri_text[:60]!r}"
+        )
     uri = parse_uri(uri_text)
     params = parse_params(rest[end:], "addr-spec")
     return NameAddr(uri, display, params, angle=False)
 
 
 def parse_name_addrs(values: Iterable[str], *, allow_star: bool = False) -> list[NameAddr]:
-    out = [parse_name_addr(item, allow_star=allow_star) for value in values for item in split_commas(value)]
+    out = [
+        parse_name_addr(item, allow_star=allow_star)
+        for value in values
+        for item in split_commas(value)
+    ]
     if allow_star and any(na.star for na in out) and len(out) > 1:
         raise RemoteProtocolError("Contact: * must be the only Contact value")
     return out
@@ -695,18 +714,31 @@ class Headers:
     Mutations clear ``cache`` (typed values parsed from the fields) and the owner's raw bytes.
     """
 
-    __slots__ = ("_fields", "cache", "dirty")
+    __slots__ = ("_fields", "_index", "cache", "dirty")
 
     def __init__(self, fields: Iterable[HeaderField | tuple[str, str]] = ()) -> None:
         self._fields: list[HeaderField] = [
             f if isinstance(f, HeaderField) else HeaderField(f[0], f[1]) for f in fields
         ]
+        self._index: dict[str, list[str]] | None = None
         self.cache: dict[str, object] = {}
         self.dirty = False
 
     def _changed(self) -> None:
         self.cache.clear()
+        self._index = None
         self.dirty = True
+
+    def _build_index(self) -> dict[str, list[str]]:
+        index: dict[str, list[str]] = {}
+        for f in self._fields:
+            values = index.get(f.key)
+            if values is None:
+                index[f.key] = [f.value]
+            else:
+                values.append(f.value)
+        self._index = index
+        return index
 
     # -- reading -------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -718,21 +750,16 @@ class Headers:
     def __contains__(self, name: object) -> bool:
         if not isinstance(name, str):
             return False
-        key = canonical_name(name)
-        return any(f.key == key for f in self._fields)
+        return canonical_name(name) in (self._index or self._build_index())
 
     def get(self, name: str, default: str | None = None) -> str | None:
         """The first field's value."""
-        key = canonical_name(name)
-        for f in self._fields:
-            if f.key == key:
-                return f.value
-        return default
+        values = (self._index or self._build_index()).get(canonical_name(name))
+        return values[0] if values else default
 
     def get_all(self, name: str) -> list[str]:
         """Every field's value, in order (values are not split at commas)."""
-        key = canonical_name(name)
-        return [f.value for f in self._fields if f.key == key]
+        return list((self._index or self._build_index()).get(canonical_name(name), ()))
 
     def values(self, name: str) -> list[str]:
         """Every comma-separated element of every field (for list-valued headers)."""

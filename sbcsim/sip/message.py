@@ -8,8 +8,8 @@ exactly what arrived (so captures, ladders and a proxy's forwarding are faithful
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterable, Sequence
+from typing import TypeVar
 
 from sbcsim.errors import LocalProtocolError, RemoteProtocolError
 from sbcsim.sip.headers import (
@@ -114,6 +114,7 @@ REASON_PHRASES: dict[int, str] = {
 }
 
 _T = TypeVar("_T")
+_V = TypeVar("_V")
 
 
 class Message:
@@ -136,10 +137,10 @@ class Message:
         self._start_dirty = False
 
     # -- typed views (cached per Headers mutation) ----------------------------------------------
-    def _cached(self, key: str, build: Any) -> Any:
+    def _cached(self, key: str, build: Callable[[], _V]) -> _V:
         cache = self.headers.cache
         try:
-            return cache[key]
+            return cache[key]  # type: ignore[return-value]
         except KeyError:
             value = build()
             cache[key] = value
@@ -162,7 +163,7 @@ class Message:
 
     @property
     def via(self) -> list[Via]:
-        return self._cached("via", lambda: parse_vias(self.headers.get_all("via")))  # type: ignore[no-any-return]
+        return self._cached("via", lambda: parse_vias(self.headers.get_all("via")))
 
     @property
     def top_via(self) -> Via:
@@ -178,7 +179,7 @@ class Message:
                 raise RemoteProtocolError(f"{name} has more than one value")
             return parse_name_addr(value)
 
-        return self._cached(name, build)  # type: ignore[no-any-return]
+        return self._cached(name, build)
 
     @property
     def from_(self) -> NameAddr:
@@ -196,20 +197,20 @@ class Message:
                 raise RemoteProtocolError(f"malformed Call-ID {v[:40]!r}")
             return v
 
-        return self._cached("call-id", build)  # type: ignore[no-any-return]
+        return self._cached("call-id", build)
 
     @property
     def cseq(self) -> CSeq:
-        return self._cached("cseq", lambda: parse_cseq(self._required("cseq")))  # type: ignore[no-any-return]
+        return self._cached("cseq", lambda: parse_cseq(self._required("cseq")))
 
     @property
     def contact(self) -> list[NameAddr]:
-        return self._cached(  # type: ignore[no-any-return]
+        return self._cached(
             "contact", lambda: parse_name_addrs(self.headers.get_all("contact"), allow_star=True)
         )
 
     def _list(self, name: str) -> list[NameAddr]:
-        return self._cached(name, lambda: parse_name_addrs(self.headers.get_all(name)))  # type: ignore[no-any-return]
+        return self._cached(name, lambda: parse_name_addrs(self.headers.get_all(name)))
 
     @property
     def route(self) -> list[NameAddr]:
@@ -241,7 +242,7 @@ class Message:
             v = self._single(name)
             return None if v is None else parse_uint(v, name, maximum)
 
-        return self._cached(name, build)  # type: ignore[no-any-return]
+        return self._cached(name, build)
 
     @property
     def max_forwards(self) -> int | None:
@@ -261,7 +262,7 @@ class Message:
             v = self._single("min-se")
             return None if v is None else parse_delta_seconds(v.split(";")[0], "Min-SE")
 
-        return self._cached("min-se", build)  # type: ignore[no-any-return]
+        return self._cached("min-se", build)
 
     @property
     def expires(self) -> int | None:
@@ -269,10 +270,10 @@ class Message:
             v = self._single("expires")
             return None if v is None else parse_delta_seconds(v, "Expires")
 
-        return self._cached("expires", build)  # type: ignore[no-any-return]
+        return self._cached("expires", build)
 
-    def _optional(self, name: str, parse: Any) -> Any:
-        def build() -> Any:
+    def _optional(self, name: str, parse: Callable[[str], _V]) -> _V | None:
+        def build() -> _V | None:
             v = self._single(name)
             return None if v is None else parse(v)
 
@@ -280,40 +281,44 @@ class Message:
 
     @property
     def content_type(self) -> MediaType | None:
-        return self._optional("content-type", parse_media_type)  # type: ignore[no-any-return]
+        return self._optional("content-type", parse_media_type)
 
     @property
     def session_expires(self) -> SessionExpires | None:
-        return self._optional("session-expires", parse_session_expires)  # type: ignore[no-any-return]
+        return self._optional("session-expires", parse_session_expires)
 
     @property
     def replaces(self) -> Replaces | None:
-        return self._optional("replaces", parse_replaces)  # type: ignore[no-any-return]
+        return self._optional("replaces", parse_replaces)
 
     @property
     def event(self) -> Event | None:
-        return self._optional("event", parse_event)  # type: ignore[no-any-return]
+        return self._optional("event", parse_event)
 
     @property
     def subscription_state(self) -> SubscriptionState | None:
-        return self._optional("subscription-state", parse_subscription_state)  # type: ignore[no-any-return]
+        return self._optional("subscription-state", parse_subscription_state)
 
     @property
     def rack(self) -> RAck | None:
-        return self._optional("rack", parse_rack)  # type: ignore[no-any-return]
+        return self._optional("rack", parse_rack)
 
     @property
     def reason(self) -> list[Reason]:
-        return self._cached("reason", lambda: [parse_reason(v) for v in self.headers.values("reason")])  # type: ignore[no-any-return]
+        return self._cached(
+            "reason", lambda: [parse_reason(v) for v in self.headers.values("reason")]
+        )
 
     @property
     def history_info(self) -> list[HistoryInfoEntry]:
-        return self._cached("history-info", lambda: parse_history_info(self.headers.get_all("history-info")))  # type: ignore[no-any-return]
+        return self._cached(
+            "history-info", lambda: parse_history_info(self.headers.get_all("history-info"))
+        )
 
     def tokens(self, name: str) -> list[str]:
         """A token-list header (Allow, Supported, Require, Proxy-Require, Unsupported ...)."""
         key = "tokens:" + name.lower()
-        return self._cached(key, lambda: parse_token_list(self.headers.get_all(name)))  # type: ignore[no-any-return]
+        return self._cached(key, lambda: parse_token_list(self.headers.get_all(name)))
 
     @property
     def allow(self) -> list[str]:
@@ -329,7 +334,9 @@ class Message:
 
     def supports(self, option: str) -> bool:
         low = option.lower()
-        return any(t.lower() == low for t in self.supported) or any(t.lower() == low for t in self.require)
+        return any(t.lower() == low for t in self.supported) or any(
+            t.lower() == low for t in self.require
+        )
 
     # -- serialization --------------------------------------------------------------------------
     def start_line(self) -> str:
@@ -347,7 +354,11 @@ class Message:
         if self._raw is not None and not self.headers.dirty:
             return self._raw
         eol = self.line_ending
-        start = self._raw_start if (self._raw_start is not None and not self._start_dirty) else self.start_line()
+        start = (
+            self._raw_start
+            if (self._raw_start is not None and not self._start_dirty)
+            else self.start_line()
+        )
         body_len = str(len(self.body))
         cl = self.headers.fields("content-length")
         if not cl or len(cl) > 1 or cl[0].value.strip() != body_len:
@@ -542,7 +553,12 @@ def build_request(
     fields += [("Route", str(r)) for r in route]
     if max_forwards is not None:
         fields.append(("Max-Forwards", str(max_forwards)))
-    fields += [("From", str(from_)), ("To", str(to)), ("Call-ID", call_id), ("CSeq", f"{cseq} {method}")]
+    fields += [
+        ("From", str(from_)),
+        ("To", str(to)),
+        ("Call-ID", call_id),
+        ("CSeq", f"{cseq} {method}"),
+    ]
     if contact is not None:
         fields.append(("Contact", str(contact)))
     fields += list(headers)

@@ -33,8 +33,22 @@ __all__ = [
 ]
 
 KNOWN_METHODS = frozenset(
-    {"INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "INFO", "UPDATE", "PRACK", "REFER",
-     "NOTIFY", "SUBSCRIBE", "MESSAGE", "PUBLISH"}
+    {
+        "INVITE",
+        "ACK",
+        "BYE",
+        "CANCEL",
+        "OPTIONS",
+        "REGISTER",
+        "INFO",
+        "UPDATE",
+        "PRACK",
+        "REFER",
+        "NOTIFY",
+        "SUBSCRIBE",
+        "MESSAGE",
+        "PUBLISH",
+    }
 )
 
 
@@ -116,7 +130,9 @@ def parse_message(
 
 def _parse(data: bytes, transport: str, limits: ParserLimits, validate: bool) -> Request | Response:
     if len(data) > limits.max_message_size:
-        raise RemoteProtocolError(f"message of {len(data)} octets exceeds {limits.max_message_size}", 513)
+        raise RemoteProtocolError(
+            f"message of {len(data)} octets exceeds {limits.max_message_size}", 513
+        )
     # RFC 3261 §7.5: ignore CRLFs before the start line.
     start = 0
     while data.startswith(b"\r\n", start) or data.startswith(b"\n", start):
@@ -131,10 +147,14 @@ def _parse(data: bytes, transport: str, limits: ParserLimits, validate: bool) ->
     first = lines[0]
     is_request = not first.startswith("SIP/")
     if len(first) > limits.max_line_length:
-        raise RemoteProtocolError("start line too long", _discard_or(414 if is_request else 400, is_request))
+        raise RemoteProtocolError(
+            "start line too long", _discard_or(414 if is_request else 400, is_request)
+        )
     stray = text.replace("\r\n", "") if eol == "\r\n" else text
     if "\r" in stray or (eol == "\r\n" and "\n" in stray):
-        raise RemoteProtocolError("bare CR or LF in the header section", _discard_or(400, is_request))
+        raise RemoteProtocolError(
+            "bare CR or LF in the header section", _discard_or(400, is_request)
+        )
 
     msg: Message
     if is_request:
@@ -155,11 +175,13 @@ def _parse(data: bytes, transport: str, limits: ParserLimits, validate: bool) ->
             raise RemoteProtocolError("Request-URI must not be enclosed in <>", 400)
         uri = parse_uri(uri_text)
         if isinstance(uri, SipUri) and uri.headers:
-            raise RemoteProtocolError("headers are not allowed in a Request-URI (RFC 3261 §19.1.1)", 400)
+            raise RemoteProtocolError(
+                "headers are not allowed in a Request-URI (RFC 3261 §19.1.1)", 400
+            )
         msg = Request(method, uri, version=version)
     else:
         ver, sp, rest_line = first.partition(" ")
-        code, sp2, reason = rest_line.partition(" ")
+        code, _sp2, reason = rest_line.partition(" ")
         vm = _VERSION_RE.match(ver)
         if vm is None or not sp:
             raise RemoteProtocolError(f"malformed Status-Line {first[:40]!r}", None)
@@ -175,11 +197,15 @@ def _parse(data: bytes, transport: str, limits: ParserLimits, validate: bool) ->
     append = fields.append
     for line in lines[1:]:
         if not line:
-            raise RemoteProtocolError("empty line inside the header section", _discard_or(400, is_request))
+            raise RemoteProtocolError(
+                "empty line inside the header section", _discard_or(400, is_request)
+            )
         c0 = line[0]
         if c0 == " " or c0 == "\t":
             if not fields:
-                raise RemoteProtocolError("continuation line before the first header", _discard_or(400, is_request))
+                raise RemoteProtocolError(
+                    "continuation line before the first header", _discard_or(400, is_request)
+                )
             prev = fields[-1]
             prev.raw = f"{prev.raw}{eol}{line}"
             prev.value = (prev.value + " " + line.strip(" \t")).strip(" \t")
@@ -188,24 +214,36 @@ def _parse(data: bytes, transport: str, limits: ParserLimits, validate: bool) ->
             raise RemoteProtocolError("header line too long", _discard_or(400, is_request))
         colon = line.find(":")
         if colon <= 0:
-            raise RemoteProtocolError(f"header line without a name and ':': {line[:40]!r}", _discard_or(400, is_request))
+            raise RemoteProtocolError(
+                f"header line without a name and ':': {line[:40]!r}", _discard_or(400, is_request)
+            )
         name = line[:colon].rstrip(" \t")
         if not is_token(name):
-            raise RemoteProtocolError(f"invalid header name {name[:40]!r}", _discard_or(400, is_request))
+            raise RemoteProtocolError(
+                f"invalid header name {name[:40]!r}", _discard_or(400, is_request)
+            )
         append(HeaderField(name, line[colon + 1 :].strip(" \t"), canonical_name(name), line))
     if len(fields) > limits.max_headers:
-        raise RemoteProtocolError(f"{len(fields)} header fields exceed {limits.max_headers}", _discard_or(400, is_request))
+        raise RemoteProtocolError(
+            f"{len(fields)} header fields exceed {limits.max_headers}", _discard_or(400, is_request)
+        )
     msg.headers = Headers(fields)
     msg.line_ending = eol
 
     # Body framing.
     cl_values = [f.value for f in fields if f.key == "content-length"]
     if len(cl_values) > 1 and len({v.strip() for v in cl_values}) > 1:
-        raise RemoteProtocolError("conflicting Content-Length values", _discard_or(400, is_request), close_connection=True)
+        raise RemoteProtocolError(
+            "conflicting Content-Length values", _discard_or(400, is_request), close_connection=True
+        )
     if cl_values:
         cl_text = cl_values[0].strip()
         if not cl_text.isdigit() or not cl_text.isascii():
-            raise RemoteProtocolError(f"invalid Content-Length {cl_text[:20]!r}", _discard_or(400, is_request), close_connection=True)
+            raise RemoteProtocolError(
+                f"invalid Content-Length {cl_text[:20]!r}",
+                _discard_or(400, is_request),
+                close_connection=True,
+            )
         length = int(cl_text)
         if length > len(rest):
             raise RemoteProtocolError(
@@ -217,14 +255,19 @@ def _parse(data: bytes, transport: str, limits: ParserLimits, validate: bool) ->
         consumed = len(data) - len(rest) + length
     else:
         if transport != "udp" and rest:
-            raise RemoteProtocolError("Content-Length is mandatory on a stream transport", _discard_or(400, is_request), close_connection=True)
+            raise RemoteProtocolError(
+                "Content-Length is mandatory on a stream transport",
+                _discard_or(400, is_request),
+                close_connection=True,
+            )
         body = rest
         consumed = len(data)
     msg.body = body
     msg._raw = data[:consumed]
     if validate:
         validate_message(msg, limits)
-    return msg  # type: ignore[return-value]
+    assert isinstance(msg, Request | Response)
+    return msg
 
 
 def validate_message(msg: Message, limits: ParserLimits = DEFAULT_LIMITS) -> None:
@@ -261,12 +304,16 @@ def validate_message(msg: Message, limits: ParserLimits = DEFAULT_LIMITS) -> Non
             if date is not None and not _DATE_RE.match(date.strip()):
                 raise RemoteProtocolError(f"Date is not an RFC 1123 GMT date: {date[:40]!r}")
     except RemoteProtocolError as exc:
-        raise RemoteProtocolError(exc.msg, status if exc.status_hint is not None else None) from None
+        raise RemoteProtocolError(
+            exc.msg, status if exc.status_hint is not None else None
+        ) from None
     if isinstance(msg, Request):
         if cseq.method != msg.method:
             # RFC 4475 §3.1.2.18: for an unknown method, 501 is the better answer.
             code = 501 if msg.method not in KNOWN_METHODS else 400
-            raise RemoteProtocolError(f"CSeq method {cseq.method} does not match {msg.method}", code)
+            raise RemoteProtocolError(
+                f"CSeq method {cseq.method} does not match {msg.method}", code
+            )
 
 
 class StreamFramer:
@@ -332,21 +379,31 @@ class StreamFramer:
             end = buf.find(b"\r\n\r\n")
             if end < 0:
                 if len(buf) > self._limits.max_message_size:
-                    raise RemoteProtocolError("header section exceeds the size limit", 400, close_connection=True)
+                    raise RemoteProtocolError(
+                        "header section exceeds the size limit", 400, close_connection=True
+                    )
                 return None
             head = bytes(buf[:end])
             matches = _CL_RE.findall(head)
             if not matches:
-                raise RemoteProtocolError("Content-Length is mandatory on a stream transport", 400, close_connection=True)
+                raise RemoteProtocolError(
+                    "Content-Length is mandatory on a stream transport", 400, close_connection=True
+                )
             values = {m.strip().decode("latin-1") for m in matches}
             if len(values) > 1:
-                raise RemoteProtocolError("conflicting Content-Length values", 400, close_connection=True)
+                raise RemoteProtocolError(
+                    "conflicting Content-Length values", 400, close_connection=True
+                )
             value = values.pop()
             if not value.isdigit() or not value.isascii():
-                raise RemoteProtocolError(f"invalid Content-Length {value[:20]!r}", 400, close_connection=True)
+                raise RemoteProtocolError(
+                    f"invalid Content-Length {value[:20]!r}", 400, close_connection=True
+                )
             total = end + 4 + int(value)
             if total > self._limits.max_message_size:
-                raise RemoteProtocolError(f"message of {total} octets exceeds the size limit", 513, close_connection=True)
+                raise RemoteProtocolError(
+                    f"message of {total} octets exceeds the size limit", 513, close_connection=True
+                )
             self._need = total
         return None
 

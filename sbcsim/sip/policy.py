@@ -35,8 +35,19 @@ class UasPolicy:
 
     role: Literal["uas", "proxy"] = "uas"
     allowed_methods: tuple[str, ...] = (
-        "INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "INFO", "UPDATE", "PRACK", "REFER",
-        "NOTIFY", "SUBSCRIBE", "MESSAGE", "REGISTER",
+        "INVITE",
+        "ACK",
+        "BYE",
+        "CANCEL",
+        "OPTIONS",
+        "INFO",
+        "UPDATE",
+        "PRACK",
+        "REFER",
+        "NOTIFY",
+        "SUBSCRIBE",
+        "MESSAGE",
+        "REGISTER",
     )
     supported: tuple[str, ...] = ("100rel", "timer", "replaces", "norefersub", "path", "outbound")
     uri_schemes: tuple[str, ...] = ("sip", "sips", "tel")
@@ -90,22 +101,32 @@ def inspect_request(request: Request, policy: UasPolicy = DEFAULT_POLICY) -> Rej
     if request.body or request.content_type is not None:
         ctype = request.content_type
         if ctype is None:
-            return Rejection(415, "Unsupported Media Type", (("Accept", ", ".join(policy.content_types)),))
+            return Rejection(
+                415, "Unsupported Media Type", (("Accept", ", ".join(policy.content_types)),)
+            )
         if ctype.mime not in policy.content_types:
-            return Rejection(415, "Unsupported Media Type", (("Accept", ", ".join(policy.content_types)),))
+            return Rejection(
+                415, "Unsupported Media Type", (("Accept", ", ".join(policy.content_types)),)
+            )
         for enc in request.tokens("content-encoding"):
             if enc.lower() not in policy.content_encodings:
                 return Rejection(
-                    415, "Unsupported Media Type", (("Accept-Encoding", ", ".join(policy.content_encodings)),)
+                    415,
+                    "Unsupported Media Type",
+                    (("Accept-Encoding", ", ".join(policy.content_encodings)),),
                 )
     # §8.2.6 / RFC 4475 §3.3.15: the body we would answer with must be acceptable
     answer = policy.answer_types.get(method)
     accept = request.headers.get_all("accept")
     if answer is not None and accept:
-        acceptable = [a.split(";")[0].strip().lower() for v in accept for a in v.split(",") if a.strip()]
+        acceptable = [
+            a.split(";")[0].strip().lower() for v in accept for a in v.split(",") if a.strip()
+        ]
         major = answer.split("/")[0]
         if acceptable and not any(a in (answer, f"{major}/*", "*/*") for a in acceptable):
-            return Rejection(406, "Not Acceptable", (("Warning", f'399 sbcsim "cannot answer with {answer}"'),))
+            return Rejection(
+                406, "Not Acceptable", (("Warning", f'399 sbcsim "cannot answer with {answer}"'),)
+            )
     # §10.3 registrar: the To header must carry a SIP or SIPS AOR
     if method == "REGISTER":
         to_uri = request.to.uri

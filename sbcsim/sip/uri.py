@@ -32,7 +32,9 @@ _PASSWORD_RE = re.compile(rf"(?:[{_ALNUM}{_MARK}&=+$,]|%[0-9A-Fa-f]{{2}})*\Z")
 _PARAM_RE = re.compile(rf"(?:[{_ALNUM}{_MARK}\[\]/:&+$]|%[0-9A-Fa-f]{{2}})+\Z")
 _HNAME_RE = re.compile(rf"(?:[{_ALNUM}{_MARK}\[\]/?:+$]|%[0-9A-Fa-f]{{2}})+\Z")
 _HVALUE_RE = re.compile(rf"(?:[{_ALNUM}{_MARK}\[\]/?:+$]|%[0-9A-Fa-f]{{2}})*\Z")
-_HOSTNAME_RE = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?\.)*[A-Za-z](?:[A-Za-z0-9\-]*[A-Za-z0-9])?\.?\Z")
+_HOSTNAME_RE = re.compile(
+    r"(?:[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?\.)*[A-Za-z](?:[A-Za-z0-9\-]*[A-Za-z0-9])?\.?\Z"
+)
 _IPV4_RE = re.compile(r"(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\Z")
 _IPV6_RE = re.compile(r"\[[0-9A-Fa-f:.]+\]\Z")
 _PORT_RE = re.compile(r"\d{1,5}\Z")
@@ -51,7 +53,9 @@ def unescape(text: str) -> str:
     return out.encode("latin-1").decode("utf-8", "surrogateescape")
 
 
-_SAFE_USER = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.!~*'()&=+$,;?/")
+_SAFE_USER = frozenset(
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.!~*'()&=+$,;?/"
+)
 
 
 def escape(text: str, safe: frozenset[str] = _SAFE_USER) -> str:
@@ -123,13 +127,16 @@ class SipUri:
         """Value of URI parameter ``name`` (case-insensitive name); ``""`` for a flag param."""
         lname = name.lower()
         for k, v in self.params:
-            if k.lower() == lname:
+            if k.lower() == lname or ("%" in k and unescape(k).lower() == lname):
                 return unescape(v) if v is not None else ""
         return default
 
     def has_param(self, name: str) -> bool:
         lname = name.lower()
-        return any(k.lower() == lname for k, _ in self.params)
+        return any(
+            k.lower() == lname or ("%" in k and unescape(k).lower() == lname)
+            for k, _ in self.params
+        )
 
     @property
     def transport(self) -> str | None:
@@ -150,12 +157,22 @@ class SipUri:
         names = {k.lower() for k in params}
         kept = tuple((k, v) for k, v in self.params if k.lower() not in names)
         added = tuple((k.replace("_", "-"), v) for k, v in params.items())
-        return SipUri(self.scheme, self.user_raw, self.password_raw, self.host, self.port, kept + added, self.headers)
+        return SipUri(
+            self.scheme,
+            self.user_raw,
+            self.password_raw,
+            self.host,
+            self.port,
+            kept + added,
+            self.headers,
+        )
 
     def without_params(self, *names: str) -> SipUri:
         lnames = {n.lower() for n in names}
         kept = tuple((k, v) for k, v in self.params if k.lower() not in lnames)
-        return SipUri(self.scheme, self.user_raw, self.password_raw, self.host, self.port, kept, self.headers)
+        return SipUri(
+            self.scheme, self.user_raw, self.password_raw, self.host, self.port, kept, self.headers
+        )
 
     def replace(self, **changes: object) -> SipUri:
         values: dict[str, object] = {
@@ -202,13 +219,13 @@ class SipUri:
             return False
         if self.host.lower() != other.host.lower() or self.port != other.port:
             return False
-        mine = {k.lower(): (v or "").lower() for k, v in self.params}
-        theirs = {k.lower(): (v or "").lower() for k, v in other.params}
+        mine = {unescape(k).lower(): unescape(v or "").lower() for k, v in self.params}
+        theirs = {unescape(k).lower(): unescape(v or "").lower() for k, v in other.params}
         for special in ("user", "ttl", "method", "maddr", "transport"):
             if mine.get(special) != theirs.get(special):
                 return False
         for k in mine.keys() & theirs.keys():
-            if unescape(mine[k]) != unescape(theirs[k]):
+            if mine[k] != theirs[k]:
                 return False
         mh = {k.lower(): unescape(v) for k, v in self.headers}
         th = {k.lower(): unescape(v) for k, v in other.headers}
@@ -243,7 +260,11 @@ class TelUri:
     def __str__(self) -> str:
         if self.raw is not None:
             return self.raw
-        return "tel:" + self.number + "".join(f";{k}" if v is None else f";{k}={v}" for k, v in self.params)
+        return (
+            "tel:"
+            + self.number
+            + "".join(f";{k}" if v is None else f";{k}={v}" for k, v in self.params)
+        )
 
 
 @dataclass(frozen=True, slots=True)
