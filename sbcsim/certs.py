@@ -140,15 +140,15 @@ class LabCA:
         return cls(cert, key)
 
     @classmethod
-    def load(
-        cls, cert_file: str | os.PathLike[str], key_file: str | os.PathLike[str]
-    ) -> LabCA:
+    def load(cls, cert_file: str | os.PathLike[str], key_file: str | os.PathLike[str]) -> LabCA:
         """Read a CA written by :meth:`write` (to keep one CA across runs)."""
         try:
             cert = x509.load_pem_x509_certificate(Path(cert_file).read_bytes())
             key = serialization.load_pem_private_key(Path(key_file).read_bytes(), password=None)
         except (OSError, ValueError) as exc:
-            raise ConfigError(f"cannot load the lab CA from {cert_file} and {key_file}: {exc}") from exc
+            raise ConfigError(
+                f"cannot load the lab CA from {cert_file} and {key_file}: {exc}"
+            ) from exc
         if not isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
             raise ConfigError(f"{key_file}: only EC and RSA CA keys are supported")
         return cls(cert, key)
@@ -233,7 +233,9 @@ class LabCA:
             .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
             # RFC 5280 §4.2.1.6: the SAN is critical when the subject is empty.
             .add_extension(x509.SubjectAlternativeName(sans), critical=len(subject) == 0)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+            .add_extension(
+                x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False
+            )
             .add_extension(
                 x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(issuer_ski.value),
                 critical=False,
@@ -264,7 +266,7 @@ def _generate_key(key_type: KeyType) -> _PrivateKey:
     raise ConfigError(f"unknown key type {key_type!r} (ec-p256, ec-p384 or rsa-2048)")
 
 
-def _hash_for(key: _PrivateKey) -> hashes.HashAlgorithm:
+def _hash_for(key: _PrivateKey) -> hashes.SHA256 | hashes.SHA384:
     # Match the digest to the curve strength (RFC 5480 §4); SHA-256 everywhere else.
     if isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.key_size > 256:
         return hashes.SHA384()

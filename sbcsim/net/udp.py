@@ -26,6 +26,8 @@ from sbcsim.errors import TransportError
 from sbcsim.net.base import Address
 
 __all__ = [
+    "DatagramHandler",
+    "ErrorHandler",
     "UdpEndpoint",
     "address_family",
     "bind_error",
@@ -40,8 +42,10 @@ __all__ = [
 
 log = structlog.get_logger("sbcsim.net")
 
-DatagramHandler = Callable[[bytes, Address], None]
-ErrorHandler = Callable[[OSError], None]
+#: ``(endpoint, data, remote)``: one datagram arrived on ``endpoint``.
+DatagramHandler = Callable[["UdpEndpoint", bytes, Address], None]
+#: ``(endpoint, exc)``: the OS reported an error on ``endpoint`` (ICMP unreachable ...).
+ErrorHandler = Callable[["UdpEndpoint", OSError], None]
 
 
 def format_address(address: Address) -> str:
@@ -156,7 +160,7 @@ def os_error_hint(exc: BaseException) -> str:
 
 
 class UdpEndpoint(asyncio.DatagramProtocol):
-    """One bound UDP socket: delivers datagrams to ``on_datagram(data, remote)`` and sends."""
+    """One bound UDP socket: hands datagrams to ``on_datagram`` and sends."""
 
     def __init__(self, on_datagram: DatagramHandler, on_error: ErrorHandler) -> None:
         self._on_datagram = on_datagram
@@ -175,14 +179,14 @@ class UdpEndpoint(asyncio.DatagramProtocol):
         self.local = normalize_sockaddr(transport.get_extra_info("sockname"))
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
-        self._on_datagram(data, normalize_sockaddr(addr))
+        self._on_datagram(self, data, normalize_sockaddr(addr))
 
     def error_received(self, exc: Exception) -> None:
         # ICMP errors (port unreachable ...) on a later send or receive, where the OS reports them.
         if isinstance(exc, OSError):
-            self._on_error(exc)
+            self._on_error(self, exc)
         else:  # pragma: no cover - loops only pass OSError here
-            self._on_error(OSError(str(exc)))
+            self._on_error(self, OSError(str(exc)))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None

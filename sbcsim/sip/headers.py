@@ -126,6 +126,9 @@ def _unquote(text: str) -> str:
 
 
 Params = tuple[tuple[str, str | None], ...]
+_SIMPLE_PARAMS_RE = re.compile(
+    f"(?:;[{TOKEN_CHARS}]+(?:=[{TOKEN_CHARS}:\\[\\]/]+)?)+\\Z"
+)
 
 
 def parse_params(text: str, what: str) -> Params:
@@ -134,6 +137,15 @@ def parse_params(text: str, what: str) -> Params:
     LWS is allowed around ``;`` and ``=`` (RFC 3261 §7.3.1).  An empty parameter (``;;``) or a
     stray character is malformed.
     """
+    if not text:
+        return ()
+    if _SIMPLE_PARAMS_RE.match(text):
+        # the common case: ";a=b;c" with no LWS and no quoted values
+        out: list[tuple[str, str | None]] = []
+        for part in text[1:].split(";"):
+            name, eq, value = part.partition("=")
+            out.append((name, value if eq else None))
+        return tuple(out)
     params: list[tuple[str, str | None]] = []
     pos = 0
     n = len(text)
@@ -299,6 +311,9 @@ def parse_vias(values: Iterable[str]) -> list[Via]:
 # --------------------------------------------------------------------------------------------
 # name-addr / addr-spec (From, To, Contact, Route, Record-Route, Refer-To, Referred-By, PAI ...)
 # --------------------------------------------------------------------------------------------
+_SIMPLE_NAME_ADDR_RE = re.compile(
+    f"[ \\t]*((?:[{TOKEN_CHARS}]+(?:[ \\t]+[{TOKEN_CHARS}]+)*)?)[ \\t]*<([^<>\\s\"]+)>([^\\s\"]*)\\Z"
+)
 _DISPLAY_TOKENS_RE = re.compile(f"[{TOKEN_CHARS}]+(?:[ \\t]+[{TOKEN_CHARS}]+)*\\Z")
 
 
@@ -344,6 +359,13 @@ class NameAddr(_HasParams):
 
 
 def parse_name_addr(text: str, *, allow_star: bool = False) -> NameAddr:
+    m = _SIMPLE_NAME_ADDR_RE.match(text)
+    if m is not None:
+        # the common case: [token display] <uri> params, nothing quoted
+        disp_text, uri_text, param_text = m.groups()
+        return NameAddr(
+            parse_uri(uri_text), disp_text or None, parse_params(param_text, "name-addr"), angle=True
+        )
     s = text.strip(" \t")
     if allow_star and s == "*":
         return NameAddr(None, star=True)
@@ -728,6 +750,11 @@ class Headers:
         self.cache.clear()
         self._index = None
         self.dirty = True
+
+    @property
+    def index(self) -> dict[str, list[str]]:
+        """canonical name -> values; read-only (mutate through the methods)."""
+        return self._index or self._build_index()
 
     def _build_index(self) -> dict[str, list[str]]:
         index: dict[str, list[str]] = {}

@@ -148,7 +148,7 @@ class Message:
 
     def _single(self, name: str) -> str | None:
         """The value of a header that must appear at most once."""
-        values = self.headers.get_all(name)
+        values = self.headers.index.get(name)
         if not values:
             return None
         if len(values) > 1:

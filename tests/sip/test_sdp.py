@@ -538,8 +538,6 @@ class TestMutations:
             b"v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nt=0 0\r\n"
             b"m=audio 5000 RTP/AVP 0\r\nb=AS:64\r\na=sendrecv\r\n"
         )
-        with pytest.raises(RemoteProtocolError):
-            SessionDescription.parse(b"v=0\r\ns=-\r\nt=0 0\r\n")
         sd.media[0].set_connection_address("192.0.2.9")
         sd.media[0].information = "voice"
         sd.bandwidths.append(Bandwidth("CT", 100))

@@ -1,0 +1,24 @@
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from sbcsim.testing.peers import DEBIAN_PACKAGES, find_peer, in_ci
+
+
+@pytest.fixture
+def require_peer() -> Callable[[str], str]:
+    """``require_peer("sipp")`` -> path; fails in CI, skips elsewhere, when it is missing."""
+
+    def _require(program: str) -> str:
+        path = find_peer(program)
+        if path is None:
+            package = DEBIAN_PACKAGES.get(program, program)
+            message = f"{program} is not installed (Debian package {package!r}; `make peers` installs it as root)"
+            if in_ci():
+                pytest.fail(message)
+            pytest.skip(message)
+        return path
+
+    return _require
