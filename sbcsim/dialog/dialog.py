@@ -17,7 +17,14 @@ from sbcsim.sip.headers import NameAddr
 from sbcsim.sip.message import Request, Response, build_request
 from sbcsim.sip.uri import SipUri, Uri
 
-__all__ = ["Dialog", "DialogState", "dialog_as_uac", "dialog_as_uas", "route_set_uac", "route_set_uas"]
+__all__ = [
+    "Dialog",
+    "DialogState",
+    "dialog_as_uac",
+    "dialog_as_uas",
+    "route_set_uac",
+    "route_set_uas",
+]
 
 DialogState = Literal["early", "confirmed"]
 
@@ -121,9 +128,11 @@ def route_set_uas(request: Request) -> tuple[NameAddr, ...]:
     return tuple(request.record_route)
 
 
-def _remote_target(message: Request | Response) -> Uri:
+def _remote_target(message: Request | Response, fallback: Uri | None = None) -> Uri:
     contacts = message.contact
     if not contacts or contacts[0].uri is None or contacts[0].star:
+        if fallback is not None:
+            return fallback
         raise RemoteProtocolError("a dialog-creating message needs a Contact", 400)
     return contacts[0].uri
 
@@ -142,7 +151,9 @@ def dialog_as_uac(request: Request, response: Response, state: DialogState) -> D
         remote_tag=remote_tag,
         local_uri=request.from_,
         remote_uri=response.to,
-        remote_target=_remote_target(response),
+        # A 1xx without Contact (seen in the wild) still makes an early dialog; its target is
+        # the Request-URI until a later response names one.
+        remote_target=_remote_target(response, request.uri if state == "early" else None),
         route_set=route_set_uac(response),
         local_seq=request.cseq.seq,
         remote_seq=None,

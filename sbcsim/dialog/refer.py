@@ -25,6 +25,7 @@ __all__ = [
     "parse_sipfrag",
     "refer_target",
     "refer_to_with_replaces",
+    "replaces_in",
     "replaces_value",
     "sipfrag",
 ]

@@ -114,14 +114,16 @@ def negotiate_as_uas(
     floor = max(request.min_se or RFC4028_MIN_SE, config.min_se)
     if se is None:
         if current is not None:
-            refresher = current.refresher_param("uas")
-            if refresher == "uac" and not uac_supports:
-                refresher = "uas"
-            return current.interval, refresher, max(current.min_se, floor)
+            kept = current.refresher_param("uas")
+            if kept == "uac" and not uac_supports:
+                kept = "uas"
+            return current.interval, kept, max(current.min_se, floor)
         interval = max(config.session_expires, floor)
         chosen: Role = config.refresher if uac_supports else "uas"
         return interval, chosen, floor
-    interval = se.delta if config.session_expires >= se.delta else max(config.session_expires, floor)
+    interval = (
+        se.delta if config.session_expires >= se.delta else max(config.session_expires, floor)
+    )
     interval = min(interval, se.delta)
     if se.refresher is not None:
         refresher: Role = "uac" if se.refresher == "uac" else "uas"

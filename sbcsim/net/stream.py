@@ -25,7 +25,7 @@ import ssl
 import weakref
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, cast
 
 import structlog
 
@@ -125,7 +125,8 @@ class StreamConnection(asyncio.Protocol):
         self._last_activity = 0.0
         self._idle_handle: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None
-        self._lost: asyncio.Future[None] | None = None
+        self._released: asyncio.Future[None] | None = None  # made on first use
+        self._socket_released = False
         self._info: PeerInfo | None = None
         self._extra: dict[str, str] = {}
         self._log = log.bind(transport=transport, connection_id=self.id)
@@ -287,8 +288,9 @@ class StreamConnection(asyncio.Protocol):
 
     # -- asyncio.Protocol ---------------------------------------------------------------------
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+    def connection_made(self, base: asyncio.BaseTransport) -> None:
+        # uvloop's transports do not subclass asyncio.Transport, hence a cast, not a check.
+        transport = cast(asyncio.Transport, base)
         if self.state == "closed":  # closed while the connect was in flight
             transport.abort()
             return
@@ -336,8 +338,7 @@ class StreamConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
-        if self._lost is not None and not self._lost.done():
-            self._lost.set_result(None)
+        self._mark_released()
         if self.state in ("closed", "handshaking"):
             # Closed by us, or start_tls failed and _server_handshake reports it.
             return
@@ -407,16 +408,22 @@ class StreamConnection(asyncio.Protocol):
         self._finish(None, abort=True)
 
     async def wait_closed(self) -> None:
-        """Wait until the socket is really released (after :meth:`close`)."""
-        if self._lost is not None:
-            await asyncio.shield(self._lost)
+        """Wait until the connection is closed (by either side) and its socket released."""
+        if self.state == "closed" and self._socket_released:
+            return
+        if self._released is None:
+            self._released = asyncio.get_running_loop().create_future()
+        await asyncio.shield(self._released)
+
+    def _mark_released(self) -> None:
+        self._socket_released = True
+        if self.state == "closed" and self._released is not None and not self._released.done():
+            self._released.set_result(None)
 
     def _finish(self, error: TransportError | None, *, abort: bool) -> None:
         if self.state == "closed":
             return
         self.state = "closed"
-        loop = asyncio.get_running_loop()
-        self._lost = loop.create_future()
         if self._idle_handle is not None:
             self._idle_handle.cancel()
             self._idle_handle = None
@@ -437,9 +444,11 @@ class StreamConnection(asyncio.Protocol):
         elif self._raw is not None:
             self._raw.abort()
         else:
-            self._lost.set_result(None)
+            self._socket_released = True  # never connected, or connection_lost came first
         self._pending.clear()
         self._pending_bytes = 0
+        if self._socket_released:
+            self._mark_released()
         self._owner.stream_closed(self, error)
 
     # -- idle timer ---------------------------------------------------------------------------

@@ -18,9 +18,7 @@ import errno
 import ipaddress
 import socket
 from collections.abc import Callable
-from typing import Any, Literal
-
-import structlog
+from typing import Any, Literal, cast
 
 from sbcsim.errors import TransportError
 from sbcsim.net.base import Address
@@ -40,7 +38,6 @@ __all__ = [
     "resolve_bind_address",
 ]
 
-log = structlog.get_logger("sbcsim.net")
 
 #: ``(endpoint, data, remote)``: one datagram arrived on ``endpoint``.
 DatagramHandler = Callable[["UdpEndpoint", bytes, Address], None]
@@ -172,8 +169,8 @@ class UdpEndpoint(asyncio.DatagramProtocol):
     # -- asyncio.DatagramProtocol -------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.DatagramTransport)
-        self._transport = transport
+        # Neither loop's datagram transport subclasses asyncio.DatagramTransport.
+        self._transport = cast(asyncio.DatagramTransport, transport)
         sock = transport.get_extra_info("socket")
         self.family = socket.AddressFamily(sock.family)
         self.local = normalize_sockaddr(transport.get_extra_info("sockname"))
@@ -234,5 +231,4 @@ async def open_udp_endpoint(
     except BaseException:
         sock.close()
         raise
-    log.debug("udp_bound", transport="udp", local=format_address(endpoint.local))
     return endpoint

@@ -66,8 +66,10 @@ class RequestReceived:
     """A new request for the TU (the first copy only; retransmissions are absorbed).
 
     ``key`` names the new server transaction; answer through ``send_response(key, ...)``.  A
-    CANCEL arrives here too, with ``cancels`` naming the INVITE server transaction it matches
-    (or ``None`` when there is none, and the layer has already answered 481).
+    CANCEL that matches a pending INVITE server transaction arrives here with ``cancels`` naming
+    it; the TU answers the CANCEL and ends the INVITE (487).  A CANCEL that matches nothing is
+    answered 481 by the layer itself, and one that arrives after the INVITE's final response is
+    answered 200; neither reaches the TU.
     """
 
     key: TransactionKey

@@ -536,9 +536,8 @@ class TransactionLayer:
         """§18.2.1 ``received`` and RFC 3581 ``rport`` on the top Via of a received request."""
         source_host, source_port = peer.remote
         host = via.host[1:-1] if via.host.startswith("[") else via.host
-        has_rport = via.has_rport
-        want_received = has_rport or host.lower() != source_host.lower()
-        if not want_received and not has_rport:
+        # RFC 3581 §4: with rport, received is added even when it equals the sent-by host
+        if not via.has_rport and host.lower() == source_host.lower():
             return
         params: list[tuple[str, str | None]] = []
         placed = False
