@@ -147,3 +147,13 @@ def parse(ctx: click.Context, file: Path, transport: str, role: str) -> None:
     verdict = parse_verdict(data, transport, role)
     console.print(json.dumps(verdict, ensure_ascii=False), markup=False, highlight=False)
     ctx.exit(EXIT_OK if verdict["valid"] else EXIT_FAILED)
+
+
+def _register_commands() -> None:
+    from sbcsim.config.commands import certs, validate
+
+    main.add_command(certs)
+    main.add_command(validate)
+
+
+_register_commands()

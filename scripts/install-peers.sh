@@ -11,6 +11,7 @@ declare -A PEERS=(
   [tshark]=tshark
   [sipsak]=sipsak
   [baresip]=baresip
+  [chromium]=chromium
 )
 missing=()
 for cmd in "${!PEERS[@]}"; do

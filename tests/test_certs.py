@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from sbcsim.certs import IssuedCert, LabCA
@@ -121,12 +122,8 @@ def test_long_first_name_leaves_subject_empty_and_san_critical(ca: LabCA) -> Non
     ("key_type", "key_class", "key_encipherment"),
     [("ec-p384", ec.EllipticCurvePrivateKey, False), ("rsa-2048", rsa.RSAPrivateKey, True)],
 )
-def test_other_key_types(
-    ca: LabCA, key_type: str, key_class: type, key_encipherment: bool
-) -> None:
+def test_other_key_types(ca: LabCA, key_type: str, key_class: type, key_encipherment: bool) -> None:
     issued = ca.issue(["k.example.com"], now=NOW, key_type=key_type)  # type: ignore[arg-type]
-    from cryptography.hazmat.primitives.serialization import load_pem_private_key
-
     assert isinstance(load_pem_private_key(issued.key_pem, None), key_class)
     ku = issued.certificate.extensions.get_extension_for_class(x509.KeyUsage).value
     assert ku.key_encipherment is key_encipherment

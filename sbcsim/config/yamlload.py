@@ -156,7 +156,7 @@ class Document:
     spans: Mapping[tuple[PathItem, ...], Span]
 
     def locate(
-        self, loc: Sequence[Any], *, missing: bool = False, at_key: bool = False
+        self, loc: Sequence[Any], *, missing: bool = False
     ) -> tuple[tuple[PathItem, ...], Span]:
         """The deepest path of ``loc`` that exists in the file, and its span.
 
@@ -177,14 +177,20 @@ class Document:
         *,
         missing: bool = False,
         at_key: bool = False,
+        full_path: bool = False,
     ) -> LocatedError:
         """A :class:`LocatedError` for a pydantic-style location in this document.
 
         A missing field is reported at its parent's key; an unknown key (``at_key``) at the key
-        itself; anything else at the value.
+        itself; anything else at the value.  The path shown is the part of ``loc`` found in the
+        file (plus the missing field), or all of ``loc`` with ``full_path`` (a value that took
+        its default is still named).
         """
         found, span = self.locate(loc, missing=missing)
-        shown = (*found, loc[-1]) if missing and loc else found
+        if full_path:
+            shown: tuple[Any, ...] = tuple(loc)
+        else:
+            shown = (*found, loc[-1]) if missing and loc else found
         if missing or at_key:
             line, column = span.key_line, span.key_column
         else:
@@ -209,7 +215,7 @@ def issues_error(issues: Sequence[Issue]) -> PydanticCustomError:
     Programmatic callers see every issue with its dotted path in the ``ValidationError`` text;
     :func:`validate_document` unpacks them and reports each at its own line.
     """
-    summary = "; ".join(
+    summary = "\n".join(
         f"{format_path(i.path)}: {i.message}" if i.path else i.message for i in issues
     )
     return PydanticCustomError(
@@ -255,17 +261,18 @@ def load_document(path: str | Path) -> Document:
 
 def load_document_text(text: str, source_name: str = "<string>") -> Document:
     """Parse YAML text into a :class:`Document`; syntax errors carry their position."""
-    loader = _Loader(text)
+    try:
+        # The reader checks for unprintable characters as soon as it is created.
+        loader = _Loader(text)
+    except yaml.reader.ReaderError as exc:
+        raise ConfigValidationError([_reader_error(exc, text, source_name)]) from None
     try:
         try:
             root = loader.get_single_node()
         except yaml.MarkedYAMLError as exc:
             raise ConfigValidationError([_syntax_error(exc, source_name)]) from None
         except yaml.reader.ReaderError as exc:
-            line, column = _position(text, exc.position)
-            raise ConfigValidationError(
-                [LocatedError(source_name, line, column, "", f"YAML syntax error: {exc.reason}")]
-            ) from None
+            raise ConfigValidationError([_reader_error(exc, text, source_name)]) from None
         if root is None:
             raise ConfigValidationError(
                 [LocatedError(source_name, 1, 1, "", "the file is empty (expected a mapping)")]
@@ -293,6 +300,11 @@ def validate_document(document: Document, model: type[T]) -> T:
 def _position(text: str, offset: int) -> tuple[int, int]:
     line = text.count("\n", 0, offset) + 1
     return line, offset - (text.rfind("\n", 0, offset) + 1) + 1
+
+
+def _reader_error(exc: yaml.reader.ReaderError, text: str, source: str) -> LocatedError:
+    line, column = _position(text, exc.position)
+    return LocatedError(source, line, column, "", f"YAML syntax error: {exc.reason}")
 
 
 def _syntax_error(exc: yaml.MarkedYAMLError, source: str) -> LocatedError:
@@ -331,7 +343,9 @@ class _Builder:
 
     def build(self, node: Node, path: tuple[PathItem, ...], key_mark: yaml.Mark) -> object:
         start = node.start_mark
-        self.spans[path] = Span(key_mark.line + 1, key_mark.column + 1, start.line + 1, start.column + 1)
+        self.spans[path] = Span(
+            key_mark.line + 1, key_mark.column + 1, start.line + 1, start.column + 1
+        )
         if isinstance(node, ScalarNode):
             try:
                 return self.loader.construct_object(node)
@@ -413,12 +427,16 @@ class _Builder:
             self.error(node.start_mark, path, exc.problem or "cannot read this key")
             return _INVALID
         if isinstance(key, bool) or not isinstance(key, str | int):
-            self.error(node.start_mark, path, f"a mapping key must be text or an integer, not {key!r}")
+            self.error(
+                node.start_mark, path, f"a mapping key must be text or an integer, not {key!r}"
+            )
             return _INVALID
         return key
 
 
-def _translate(exc: ValidationError, document: Document, model: type[BaseModel]) -> list[LocatedError]:
+def _translate(
+    exc: ValidationError, document: Document, model: type[BaseModel]
+) -> list[LocatedError]:
     located: list[LocatedError] = []
     for err in exc.errors(include_url=False):
         loc = tuple(err["loc"])
@@ -429,7 +447,12 @@ def _translate(exc: ValidationError, document: Document, model: type[BaseModel])
             for issue in issues:
                 if isinstance(issue, Issue):
                     located.append(
-                        document.error_at((*loc, *issue.path), issue.message, at_key=issue.at_key)
+                        document.error_at(
+                            (*loc, *issue.path),
+                            issue.message,
+                            at_key=issue.at_key,
+                            full_path=True,
+                        )
                     )
             continue
         if kind == "missing":
@@ -507,7 +530,7 @@ def _descend(tp: object, step: object) -> object | None:
                 return field.annotation
         return None
     origin = typing.get_origin(only)
-    args = typing.get_args(only)
+    args: tuple[object, ...] = typing.get_args(only)
     if origin in (list, tuple, Sequence, set, frozenset) and isinstance(step, int) and args:
         return args[0]
     if origin in (dict, Mapping) and len(args) == 2:

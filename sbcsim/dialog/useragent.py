@@ -28,7 +28,6 @@ from __future__ import annotations
 import heapq
 import logging
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from sbcsim.dialog.dialog import Dialog, dialog_as_uac, dialog_as_uas, route_set_uac
@@ -58,6 +57,17 @@ from sbcsim.dialog.events import (
 )
 from sbcsim.dialog.media import auto_answer, offer_is_hold
 from sbcsim.dialog.refer import SIPFRAG_TYPE, parse_sipfrag, replaces_in, sipfrag
+from sbcsim.dialog.session import (
+    Call,
+    ClientOp,
+    GlareRetry,
+    Kind,
+    Purpose,
+    ReferSubscription,
+    Reliable,
+    ServerOp,
+    Timer,
+)
 from sbcsim.dialog.states import CallInput, CallState, can, transition
 from sbcsim.dialog.timers import (
     SessionTimer,
@@ -111,6 +121,8 @@ _CONTACT_METHODS = frozenset({"INVITE", "UPDATE", "REFER", "NOTIFY", "SUBSCRIBE"
 # Requests whose 481/408 ends the whole call (RFC 3261 §12.2.1.2; RFC 5057 keeps a REFER
 # subscription's failure to the subscription).
 _DIALOG_FATAL_KINDS = frozenset({"reinvite", "update", "other"})
+#: Timer heaps smaller than this are never compacted (not worth the pass).
+_COMPACT_MIN = 1024
 
 Resolver = Callable[[SipUri, TransportName], Address | None]
 """Maps a next-hop URI with a host name to an address (the DNS step of RFC 3263).  Returning
@@ -125,130 +137,6 @@ class IdSource(Protocol):
     def tag(self) -> str: ...
 
     def call_id(self, host: str) -> str: ...
-
-
-Kind = Literal["invite", "reinvite", "update", "bye", "prack", "cancel", "refer", "notify", "other"]
-Purpose = Literal["app", "auto", "refresh", "fork"]
-
-
-@dataclass(slots=True, eq=False)
-class _Timer:
-    when: float
-    call: _Call | None
-    kind: str
-    data: tuple[str, str, str, int] | None = None
-    cancelled: bool = False
-
-
-@dataclass(slots=True, eq=False)
-class _ClientOp:
-    """One request we sent, waiting for its outcome."""
-
-    kind: Kind
-    call: _Call
-    request: Request
-    ref: RequestRef | None
-    purpose: Purpose = "app"
-    dialog: Dialog | None = None
-    sdp: bytes | None = None
-    headers: tuple[tuple[str, str], ...] = ()
-
-
-@dataclass(slots=True, eq=False)
-class _ServerOp:
-    """One request from the peer that is not answered yet."""
-
-    key: TransactionKey
-    request: Request
-    peer: PeerInfo
-    call: _Call | None
-    handle: RequestHandle | None = None
-
-
-@dataclass(slots=True, eq=False)
-class _Reliable:
-    """Reliable provisionals of one INVITE (callee side, RFC 3262 §3)."""
-
-    rseq: int
-    unacked: Response | None = None
-    has_sdp: bool = False
-    interval: float = 0.0
-    deadline: float = 0.0
-    queue: list[tuple[int, str | None, bytes | None, tuple[tuple[str, str], ...]]] = field(
-        default_factory=list
-    )
-
-
-@dataclass(slots=True, eq=False)
-class _ReferSub:
-    """The implicit subscription an accepted REFER created (RFC 3515 §2.4.4)."""
-
-    call: _Call
-    event_id: int
-    expires_at: float
-
-
-@dataclass(slots=True, eq=False)
-class _Glare:
-    """A re-INVITE or UPDATE waiting out its 491 back-off."""
-
-    kind: Kind
-    ref: RequestRef | None
-    purpose: Purpose
-    sdp: bytes | None
-    headers: tuple[tuple[str, str], ...]
-
-
-@dataclass(slots=True, eq=False)
-class _Call:
-    """Everything one call needs, and nothing it does not (see the memory budget in the tests)."""
-
-    ref: CallRef
-    role: Literal["uac", "uas"]
-    state: CallState
-    local_tag: str
-    remote: Address
-    transport: TransportName
-    server_name: str | None = None
-    connection_id: int | None = None
-    invite: Request | None = None
-    invite_key: TransactionKey | None = None
-    invite_cseq: int = 0
-    dialog: Dialog | None = None
-    early: dict[str, Dialog] | None = None
-    peer: PeerInfo | None = None
-    merge_key: tuple[str, str, int] | None = None
-    # caller side
-    provisional_seen: bool = False
-    cancel_requested: bool = False
-    cancel_sent: bool = False
-    ack_sdp: bytes | None = None
-    se_requested: int = 0
-    # callee side
-    retx: Outgoing | None = None
-    retx_interval: float = 0.0
-    ack_cseq: int | None = None
-    rel: _Reliable | None = None
-    pending_final: tuple[int, str | None, bytes | None, tuple[tuple[str, str], ...]] | None = None
-    # offer/answer (RFC 3264) bookkeeping
-    base_sdp: bytes | None = None
-    local_sdp: bytes | None = None
-    remote_sdp: bytes | None = None
-    local_invite: _ClientOp | None = None
-    local_offer: bool = False
-    remote_invite: _ServerOp | None = None
-    remote_offer: bool = False
-    glare: _Glare | None = None
-    # session timer (RFC 4028)
-    session: SessionTimer | None = None
-    # REFERs we sent, by CSeq (the implicit subscription's event id)
-    refers: dict[int, RequestRef] | None = None
-    timers: dict[str, _Timer] = field(default_factory=dict)
-
-    @property
-    def owns_call_id(self) -> bool:
-        """RFC 3261 §14.1: the side that generated the Call-ID waits longer after a 491."""
-        return self.role == "uac"
 
 
 class UserAgent:
@@ -294,16 +182,17 @@ class UserAgent:
         self._resolve = resolve
         self._tl = TransactionLayer(self._tconf)
         self._ids_used = 0
-        self._calls: dict[int, _Call] = {}
-        self._by_dialog: dict[tuple[str, str, str], _Call] = {}
-        self._uas_by_key: dict[TransactionKey, _Call] = {}
-        self._merging: dict[tuple[str, str, int], _Call] = {}
-        self._client: dict[TransactionKey, _ClientOp] = {}
-        self._server: dict[TransactionKey, _ServerOp] = {}
-        self._handles: dict[int, _ServerOp] = {}
-        self._subs: dict[int, _ReferSub] = {}
+        self._calls: dict[int, Call] = {}
+        self._by_dialog: dict[tuple[str, str, str], Call] = {}
+        self._uas_by_key: dict[TransactionKey, Call] = {}
+        self._merging: dict[tuple[str, str, int], Call] = {}
+        self._client: dict[TransactionKey, ClientOp] = {}
+        self._server: dict[TransactionKey, ServerOp] = {}
+        self._handles: dict[int, ServerOp] = {}
+        self._subs: dict[int, ReferSubscription] = {}
         self._acks: dict[tuple[str, str, str, int], Outgoing] = {}
-        self._heap: list[tuple[float, int, _Timer]] = []
+        self._heap: list[tuple[float, int, Timer]] = []
+        self._live_timers = 0
         self._seq = 0
         self._out: list[Outgoing] = []
         self._events: list[UaEvent] = []
@@ -348,6 +237,7 @@ class UserAgent:
             if timer.cancelled:
                 continue
             timer.cancelled = True
+            self._live_timers -= 1
             call = timer.call
             if call is not None and call.timers.get(timer.kind) is timer:
                 del call.timers[timer.kind]
@@ -449,7 +339,7 @@ class UserAgent:
             body=sdp or b"",
             content_type=SDP if sdp is not None else None,
         )
-        call = _Call(
+        call = Call(
             ref=CallRef(self._new_id(), call_id),
             role="uac",
             state=CallState.CALLING,
@@ -468,7 +358,7 @@ class UserAgent:
         )
         self._calls[call.ref.id] = call
         key = self._tl.send_request(request, remote, tp, now, server_name=server_name)
-        op = _ClientOp("invite", call, request, None, "auto", sdp=sdp)
+        op = ClientOp("invite", call, request, None, "auto", sdp=sdp)
         self._client[key] = op
         call.local_invite = op
         return call.ref
@@ -887,7 +777,7 @@ class UserAgent:
             self._reply(key, request, 422, headers=(("Min-SE", str(self._st.min_se)),), now=now)
             return
         offer = request.body if request.body else None
-        call = _Call(
+        call = Call(
             ref=CallRef(self._new_id(), request.call_id),
             role="uas",
             state=CallState.INCOMING,
@@ -949,7 +839,7 @@ class UserAgent:
             op = self._server_op(key, request, peer, c, with_handle=True)
             self._events.append(IncomingRequest(c.ref, op.handle, request, peer))
 
-    def _on_bye(self, c: _Call, key: TransactionKey, request: Request, now: float) -> None:
+    def _on_bye(self, c: Call, key: TransactionKey, request: Request, now: float) -> None:
         if not can(c.state, CallInput.RECV_BYE):
             self._reply(key, request, 481, now=now)
             return
@@ -968,7 +858,7 @@ class UserAgent:
 
     def _on_reinvite(
         self,
-        c: _Call,
+        c: Call,
         d: Dialog,
         key: TransactionKey,
         request: Request,
@@ -1005,7 +895,7 @@ class UserAgent:
 
     def _on_update(
         self,
-        c: _Call,
+        c: Call,
         d: Dialog,
         key: TransactionKey,
         request: Request,
@@ -1034,7 +924,7 @@ class UserAgent:
             answer = self._auto_sdp(c, offer) if offer is not None else None
             self._answer_update(c, op, 200, None, answer, (), now)
 
-    def _on_prack(self, c: _Call, key: TransactionKey, request: Request, now: float) -> None:
+    def _on_prack(self, c: Call, key: TransactionKey, request: Request, now: float) -> None:
         rack = request.rack
         r = c.rel
         if (
@@ -1061,7 +951,7 @@ class UserAgent:
             self._send_final(c, status, reason, sdp, hdrs, now)
 
     def _on_refer(
-        self, c: _Call, key: TransactionKey, request: Request, peer: PeerInfo, now: float
+        self, c: Call, key: TransactionKey, request: Request, peer: PeerInfo, now: float
     ) -> None:
         refer_to = request.refer_to
         if refer_to is None:
@@ -1076,7 +966,7 @@ class UserAgent:
         )
 
     def _on_notify(
-        self, c: _Call, key: TransactionKey, request: Request, peer: PeerInfo, now: float
+        self, c: Call, key: TransactionKey, request: Request, peer: PeerInfo, now: float
     ) -> None:
         event = request.event
         if event is not None and event.package.lower() == "refer":
@@ -1198,7 +1088,7 @@ class UserAgent:
             return
         self._on_final(op, status, reason, None, now)
 
-    def _on_invite_response(self, op: _ClientOp, response: Response, now: float) -> None:
+    def _on_invite_response(self, op: ClientOp, response: Response, now: float) -> None:
         c = op.call
         status = response.status
         if status < 200:
@@ -1265,7 +1155,7 @@ class UserAgent:
             self._events.append(CallFailed(c.ref, status, response.reason_phrase, response))
             self._forget(c)
 
-    def _on_invite_success(self, c: _Call, op: _ClientOp, response: Response, now: float) -> None:
+    def _on_invite_success(self, c: Call, op: ClientOp, response: Response, now: float) -> None:
         tag = response.to.tag or ""
         cseq = response.cseq.seq
         ack = self._acks.get((c.ref.call_id, c.local_tag, tag, cseq))
@@ -1322,7 +1212,7 @@ class UserAgent:
             # The CANCEL lost the race against the 2xx (§9.1): the call exists, so end it.
             self._send_bye(c, "local-bye", None, (), now)
 
-    def _on_reinvite_response(self, op: _ClientOp, response: Response, now: float) -> None:
+    def _on_reinvite_response(self, op: ClientOp, response: Response, now: float) -> None:
         c = op.call
         status = response.status
         if status < 200:
@@ -1373,7 +1263,7 @@ class UserAgent:
         self._in_dialog_failure(c, op, status, now)
 
     def _on_final(
-        self, op: _ClientOp, status: int, reason: str, response: Response | None, now: float
+        self, op: ClientOp, status: int, reason: str, response: Response | None, now: float
     ) -> None:
         """The final outcome of a non-INVITE request we sent."""
         c = op.call
@@ -1404,7 +1294,7 @@ class UserAgent:
         if kind in _DIALOG_FATAL_KINDS:
             self._in_dialog_failure(c, op, status, now)
 
-    def _in_dialog_failure(self, c: _Call, op: _ClientOp, status: int, now: float) -> None:
+    def _in_dialog_failure(self, c: Call, op: ClientOp, status: int, now: float) -> None:
         """RFC 3261 §12.2.1.2: a 481 or 408 to a request inside the dialog ends the call."""
         if c.state != CallState.CONFIRMED:
             return
@@ -1420,26 +1310,41 @@ class UserAgent:
     # ------------------------------------------------------------------------------------------
     def _schedule(
         self,
-        call: _Call | None,
+        call: Call | None,
         kind: str,
         when: float,
         data: tuple[str, str, str, int] | None = None,
     ) -> None:
-        timer = _Timer(when, call, kind, data)
+        timer = Timer(when, call, kind, data)
         if call is not None:
             old = call.timers.get(kind)
             if old is not None:
-                old.cancelled = True
+                self._kill(old)
             call.timers[kind] = timer
         self._seq += 1
-        heapq.heappush(self._heap, (when, self._seq, timer))
+        self._live_timers += 1
+        heap = self._heap
+        heapq.heappush(heap, (when, self._seq, timer))
+        if len(heap) > _COMPACT_MIN and len(heap) > 2 * self._live_timers:
+            # Cancelled entries wait in the heap for their deadline (lazy cancellation); a
+            # session timer's can wait half an hour, so drop them once they dominate.
+            self._heap = [entry for entry in heap if not entry[2].cancelled]
+            heapq.heapify(self._heap)
 
-    def _cancel_timer(self, call: _Call, kind: str) -> None:
+    def _kill(self, timer: Timer) -> None:
+        """Cancel ``timer`` and let go of its call, so an ended call is not kept alive by a
+        cancelled entry still waiting in the heap."""
+        if not timer.cancelled:
+            timer.cancelled = True
+            self._live_timers -= 1
+        timer.call = None
+
+    def _cancel_timer(self, call: Call, kind: str) -> None:
         timer = call.timers.pop(kind, None)
         if timer is not None:
-            timer.cancelled = True
+            self._kill(timer)
 
-    def _fire(self, timer: _Timer, now: float) -> None:
+    def _fire(self, timer: Timer, now: float) -> None:
         c = timer.call
         kind = timer.kind
         if c is None:
@@ -1469,7 +1374,7 @@ class UserAgent:
             if c.state == CallState.CONFIRMED:
                 self._send_bye(c, "session-expired", None, (), now)
 
-    def _no_ack(self, c: _Call, now: float) -> None:
+    def _no_ack(self, c: Call, now: float) -> None:
         """64*T1 without an ACK for our 2xx (§13.3.1.4): stop and end the call with BYE."""
         c.retx = None
         c.ack_cseq = None
@@ -1481,7 +1386,7 @@ class UserAgent:
         elif c.state == CallState.CONFIRMED:
             self._send_bye(c, "no-ack", None, (), now)
 
-    def _retransmit_reliable(self, c: _Call, now: float) -> None:
+    def _retransmit_reliable(self, c: Call, now: float) -> None:
         r = c.rel
         if r is None or r.unacked is None or c.invite_key is None:
             return
@@ -1498,7 +1403,7 @@ class UserAgent:
         r.interval *= 2
         self._schedule(c, "rel", min(now + r.interval, r.deadline))
 
-    def _arm_session(self, c: _Call, now: float) -> None:
+    def _arm_session(self, c: Call, now: float) -> None:
         self._cancel_timer(c, "refresh")
         self._cancel_timer(c, "expire")
         s = c.session
@@ -1509,7 +1414,7 @@ class UserAgent:
         else:
             self._schedule(c, "expire", now + expiry_delay(s.interval))
 
-    def _refresh(self, c: _Call, now: float) -> None:
+    def _refresh(self, c: Call, now: float) -> None:
         s = c.session
         if c.state != CallState.CONFIRMED or s is None or not s.local_refresher:
             return
@@ -1520,7 +1425,7 @@ class UserAgent:
         sdp = c.local_sdp if kind == "reinvite" else None
         self._send_offer(c, kind, sdp, (), None, "refresh", now)
 
-    def _session_after_uac(self, c: _Call, op: _ClientOp, response: Response, now: float) -> None:
+    def _session_after_uac(self, c: Call, op: ClientOp, response: Response, now: float) -> None:
         """A 2xx to our re-INVITE/UPDATE refreshed (or switched off) the session timer."""
         if not self._st.enabled:
             return
@@ -1533,7 +1438,7 @@ class UserAgent:
             )
             self._events.append(SessionRefreshed(c.ref, c.session.interval, refresher, "local"))
 
-    def _session_as_uas(self, c: _Call, request: Request) -> list[tuple[str, str]]:
+    def _session_as_uas(self, c: Call, request: Request) -> list[tuple[str, str]]:
         """Negotiate the timer for our 2xx to ``request`` and return its header fields."""
         if not self._st.enabled:
             return []
@@ -1581,19 +1486,19 @@ class UserAgent:
             *((("Supported", ", ".join(self._supported)),) if self._supported else ()),
         )
 
-    def _get(self, call: CallRef) -> _Call:
+    def _get(self, call: CallRef) -> Call:
         c = self._calls.get(call.id)
         if c is None:
             raise LocalProtocolError(f"{call} is over or unknown", None)
         return c
 
-    def _confirmed(self, call: CallRef) -> _Call:
+    def _confirmed(self, call: CallRef) -> Call:
         c = self._get(call)
         if c.state != CallState.CONFIRMED or c.dialog is None:
             raise LocalProtocolError(f"call is {c.state.name}, not CONFIRMED", None)
         return c
 
-    def _invite_busy(self, c: _Call) -> bool:
+    def _invite_busy(self, c: Call) -> bool:
         """§14.1: no new INVITE while another one is in progress in either direction."""
         return (
             c.local_invite is not None
@@ -1602,14 +1507,14 @@ class UserAgent:
             or c.glare is not None
         )
 
-    def _dialog_of(self, c: _Call, remote_tag: str) -> Dialog | None:
+    def _dialog_of(self, c: Call, remote_tag: str) -> Dialog | None:
         if c.dialog is not None and c.dialog.remote_tag == remote_tag:
             return c.dialog
         if c.early is not None:
             return c.early.get(remote_tag)
         return None
 
-    def _early_dialog(self, c: _Call, request: Request, response: Response) -> Dialog:
+    def _early_dialog(self, c: Call, request: Request, response: Response) -> Dialog:
         tag = response.to.tag or ""
         if c.early is None:
             c.early = {}
@@ -1620,7 +1525,7 @@ class UserAgent:
             self._by_dialog[d.key] = c
         return d
 
-    def _uas_dialog(self, c: _Call) -> Dialog:
+    def _uas_dialog(self, c: Call) -> Dialog:
         if c.dialog is None:
             assert c.invite is not None
             c.dialog = dialog_as_uas(c.invite, c.local_tag, "early")
@@ -1628,7 +1533,7 @@ class UserAgent:
         return c.dialog
 
     def _next_hop(
-        self, c: _Call, d: Dialog
+        self, c: Call, d: Dialog
     ) -> tuple[Address, TransportName, str | None, int | None]:
         """Where a request inside ``d`` goes (RFC 3261 §12.2.1.1 then RFC 3263, simplified)."""
         uri = d.next_hop_uri()
@@ -1660,7 +1565,7 @@ class UserAgent:
 
     def _send_in_dialog(
         self,
-        c: _Call,
+        c: Call,
         d: Dialog,
         method: str,
         *,
@@ -1672,7 +1577,7 @@ class UserAgent:
         content_type: str | None = None,
         sdp: bytes | None = None,
         now: float,
-    ) -> _ClientOp:
+    ) -> ClientOp:
         address, transport, server_name, connection_id = self._next_hop(c, d)
         extra: list[tuple[str, str]] = []
         if method in ("INVITE", "UPDATE"):
@@ -1694,13 +1599,13 @@ class UserAgent:
         key = self._tl.send_request(
             request, address, transport, now, server_name=server_name, connection_id=connection_id
         )
-        op = _ClientOp(kind, c, request, ref, purpose, d, sdp, headers)
+        op = ClientOp(kind, c, request, ref, purpose, d, sdp, headers)
         self._client[key] = op
         return op
 
     def _send_offer(
         self,
-        c: _Call,
+        c: Call,
         kind: Kind,
         sdp: bytes | None,
         headers: tuple[tuple[str, str], ...],
@@ -1727,7 +1632,7 @@ class UserAgent:
         if sdp is not None:
             c.local_offer = True
 
-    def _send_ack(self, c: _Call, d: Dialog, cseq: int, body: bytes | None, now: float) -> None:
+    def _send_ack(self, c: Call, d: Dialog, cseq: int, body: bytes | None, now: float) -> None:
         """The ACK for a 2xx (§13.2.2.4): new branch, the INVITE's CSeq number, the route set.
         Kept for 64*T1 so each retransmitted 2xx gets the very same ACK."""
         address, transport, server_name, connection_id = self._next_hop(c, d)
@@ -1744,17 +1649,17 @@ class UserAgent:
         self._acks[key] = out
         self._schedule(None, "ack-forget", now + 64 * self._tconf.t1, key)
 
-    def _send_cancel(self, c: _Call, now: float) -> None:
+    def _send_cancel(self, c: Call, now: float) -> None:
         assert c.invite is not None
         cancel = make_cancel(c.invite)
         key = self._tl.send_request(cancel, c.remote, c.transport, now, server_name=c.server_name)
-        self._client[key] = _ClientOp("cancel", c, cancel, None, "auto")
+        self._client[key] = ClientOp("cancel", c, cancel, None, "auto")
         c.cancel_sent = True
         self._schedule(c, "cancel", now + 64 * self._tconf.t1)
 
     def _send_bye(
         self,
-        c: _Call,
+        c: Call,
         reason: EndReason,
         ref: RequestRef | None,
         headers: tuple[tuple[str, str], ...],
@@ -1783,7 +1688,7 @@ class UserAgent:
         )
         self._events.append(CallEnded(c.ref, reason))
 
-    def _abort_remote_invite(self, c: _Call, now: float) -> None:
+    def _abort_remote_invite(self, c: Call, now: float) -> None:
         """A re-INVITE from the peer still unanswered when the call ends gets 487."""
         op = c.remote_invite
         if op is None:
@@ -1794,16 +1699,16 @@ class UserAgent:
             self._handles.pop(op.handle.id, None)
         self._reply_op(op, 487, None, now=now)
 
-    def _start_glare(self, c: _Call, op: _ClientOp, now: float) -> None:
+    def _start_glare(self, c: Call, op: ClientOp, now: float) -> None:
         """§14.1: after a 491, wait 2.1-4 s if we chose the Call-ID, else 0-2 s, and retry."""
         r = self._random()
         delay = 2.1 + 1.9 * r if c.owns_call_id else 2.0 * r
-        c.glare = _Glare(op.kind, op.ref, op.purpose, op.sdp, op.headers)
+        c.glare = GlareRetry(op.kind, op.ref, op.purpose, op.sdp, op.headers)
         self._schedule(c, "glare", now + delay)
         if op.ref is not None:
             self._events.append(GlareBackoff(c.ref, op.ref, now + delay))
 
-    def _retry_glare(self, c: _Call, now: float) -> None:
+    def _retry_glare(self, c: Call, now: float) -> None:
         g = c.glare
         if g is None or c.state != CallState.CONFIRMED:
             c.glare = None
@@ -1821,7 +1726,7 @@ class UserAgent:
             sdp = c.local_sdp
         self._send_offer(c, g.kind, sdp, g.headers, g.ref, g.purpose, now)
 
-    def _retry_after_422(self, c: _Call, op: _ClientOp, min_se: int, now: float) -> None:
+    def _retry_after_422(self, c: Call, op: ClientOp, min_se: int, now: float) -> None:
         """RFC 4028 §7.4: the same INVITE again, new branch and CSeq, with the larger interval."""
         old = op.request
         request = old.copy()
@@ -1835,7 +1740,7 @@ class UserAgent:
         c.se_requested = interval
         c.provisional_seen = False
         key = self._tl.send_request(request, c.remote, c.transport, now, server_name=c.server_name)
-        new = _ClientOp("invite", c, request, None, "auto", sdp=op.sdp)
+        new = ClientOp("invite", c, request, None, "auto", sdp=op.sdp)
         self._client[key] = new
         c.local_invite = new
 
@@ -1848,7 +1753,7 @@ class UserAgent:
 
     def _send_provisional(
         self,
-        c: _Call,
+        c: Call,
         status: int,
         reason: str | None,
         sdp: bytes | None,
@@ -1862,7 +1767,7 @@ class UserAgent:
         if reliable:
             if c.rel is None:
                 # RFC 3262 §3: the first RSeq is random in 1 .. 2**31 - 1.
-                c.rel = _Reliable(rseq=1 + int(self._random() * (2**31 - 2)))
+                c.rel = Reliable(rseq=1 + int(self._random() * (2**31 - 2)))
             else:
                 c.rel.rseq += 1
             extra += [("Require", "100rel"), ("RSeq", str(c.rel.rseq))]
@@ -1894,7 +1799,7 @@ class UserAgent:
 
     def _send_final(
         self,
-        c: _Call,
+        c: Call,
         status: int,
         reason: str | None,
         sdp: bytes | None,
@@ -1944,9 +1849,7 @@ class UserAgent:
         self._start_2xx_retransmission(c, response, request.cseq.seq, now)
         self._arm_session(c, now)
 
-    def _start_2xx_retransmission(
-        self, c: _Call, response: Response, cseq: int, now: float
-    ) -> None:
+    def _start_2xx_retransmission(self, c: Call, response: Response, cseq: int, now: float) -> None:
         """§13.3.1.4: the core resends its 2xx at T1, 2T1 ... T2 until the ACK; 64*T1 at most."""
         # Resend exactly where the transaction layer sent the first copy (§18.2.2 routing).
         sent = self._tl.messages_to_send()
@@ -1964,8 +1867,8 @@ class UserAgent:
 
     def _answer_reinvite(
         self,
-        c: _Call,
-        op: _ServerOp,
+        c: Call,
+        op: ServerOp,
         status: int,
         reason: str | None,
         sdp: bytes | None,
@@ -2007,8 +1910,8 @@ class UserAgent:
 
     def _answer_update(
         self,
-        c: _Call,
-        op: _ServerOp,
+        c: Call,
+        op: ServerOp,
         status: int,
         reason: str | None,
         sdp: bytes | None,
@@ -2044,7 +1947,7 @@ class UserAgent:
         if confirmed:
             self._refreshed_by_remote(c, now)
 
-    def _refreshed_by_remote(self, c: _Call, now: float) -> None:
+    def _refreshed_by_remote(self, c: Call, now: float) -> None:
         self._arm_session(c, now)
         s = c.session
         if s is not None:
@@ -2053,8 +1956,8 @@ class UserAgent:
 
     def _answer_refer(
         self,
-        c: _Call,
-        op: _ServerOp,
+        c: Call,
+        op: ServerOp,
         status: int,
         reason: str | None,
         headers: tuple[tuple[str, str], ...],
@@ -2073,15 +1976,15 @@ class UserAgent:
         self._reply_op(op, status, reason, extra=extra, headers=headers, now=now)
         if no_sub or op.handle is None:
             return
-        sub = _ReferSub(c, request.cseq.seq, now + self._refer_expires)
+        sub = ReferSubscription(c, request.cseq.seq, now + self._refer_expires)
         self._subs[op.handle.id] = sub
         if c.dialog is not None and c.state == CallState.CONFIRMED:
             self._send_refer_notify(c, sub, 100, None, None, now)
 
     def _send_refer_notify(
         self,
-        c: _Call,
-        sub: _ReferSub,
+        c: Call,
+        sub: ReferSubscription,
         status: int,
         reason: str | None,
         ref: RequestRef | None,
@@ -2105,7 +2008,7 @@ class UserAgent:
             now=now,
         )
 
-    def _auto_sdp(self, c: _Call, offer: bytes | None) -> bytes | None:
+    def _auto_sdp(self, c: Call, offer: bytes | None) -> bytes | None:
         if c.base_sdp is None:
             return c.local_sdp
         return auto_answer(offer, c.base_sdp, c.local_sdp)
@@ -2157,7 +2060,7 @@ class UserAgent:
 
     def _reply_op(
         self,
-        op: _ServerOp,
+        op: ServerOp,
         status: int,
         reason: str | None,
         *,
@@ -2199,23 +2102,23 @@ class UserAgent:
         key: TransactionKey,
         request: Request,
         peer: PeerInfo,
-        c: _Call | None,
+        c: Call | None,
         *,
         with_handle: bool,
-    ) -> _ServerOp:
-        op = _ServerOp(key, request, peer, c)
+    ) -> ServerOp:
+        op = ServerOp(key, request, peer, c)
         self._server[key] = op
         if with_handle:
             op.handle = RequestHandle(self._new_id(), request.method)
             self._handles[op.handle.id] = op
         return op
 
-    def _forget(self, c: _Call) -> None:
+    def _forget(self, c: Call) -> None:
         """The call is over: drop every index entry and timer (ops in flight keep a reference
         until their transactions end)."""
         c.state = CallState.ENDED
         for timer in c.timers.values():
-            timer.cancelled = True
+            self._kill(timer)
         c.timers.clear()
         if c.dialog is not None:
             self._by_dialog.pop(c.dialog.key, None)

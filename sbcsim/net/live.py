@@ -97,7 +97,7 @@ class LiveTransport:
         self._listeners: list[StreamListener] = []
         self._by_id: dict[int, StreamConnection] = {}
         self._by_key: dict[_Key, StreamConnection] = {}
-        self._accepted: set[StreamConnection] = set()  # inbound, still handshaking
+        self._accepted: set[StreamConnection] = set()  # inbound, not open yet (TLS handshake)
         self._tasks: set[asyncio.Task[None]] = set()
         self._last_udp_destination: dict[socket.AddressFamily, Address] = {}
 
@@ -166,7 +166,7 @@ class LiveTransport:
         self._check_open()
         self._loop = self._loop or asyncio.get_running_loop()
         listener = await open_stream_listener(
-            host, port, transport, self._inbound_factory(transport), ctx
+            host, port, transport, _Acceptor(self, transport, ctx), ctx
         )
         self._listeners.append(listener)
         self._listening.append((transport, listener.local))
@@ -255,7 +255,6 @@ class LiveTransport:
             limits=self.limits,
             idle_timeout=self.idle_timeout,
             max_send_buffer=self.max_send_buffer,
-            handshake_timeout=self.connect_timeout,
         )
         self._by_id[conn.id] = conn
         self._by_key.setdefault((remote, transport), conn)
@@ -264,8 +263,6 @@ class LiveTransport:
             ctx = ssl_context or self.client_ssl_context
             if ctx is None:
                 ctx = self.client_ssl_context = client_context(None)
-        # The loop property raises outside a running loop, which is a caller bug worth raising.
-        assert self.loop.is_running()
         conn.start_connect(ctx, self.connect_timeout)
         return conn
 
@@ -425,9 +422,6 @@ class LiveTransport:
 
     # -- internals ----------------------------------------------------------------------------
 
-    def _inbound_factory(self, transport: StreamTransportName) -> _InboundFactory:
-        return _InboundFactory(self, transport)
-
     def _datagram_received(self, endpoint: UdpEndpoint, data: bytes, remote: Address) -> None:
         if not data.strip(b"\r\n"):
             # Empty or CRLF-only datagrams are keep-alives some SBCs send over UDP; they are not
@@ -474,27 +468,31 @@ class LiveTransport:
         task.add_done_callback(self._tasks.discard)
 
 
-class _InboundFactory:
-    """Makes the protocol for each accepted socket of one listener."""
+class _Acceptor:
+    """Turns each socket accepted by one listener into an inbound connection."""
 
-    __slots__ = ("_owner", "_transport")
+    __slots__ = ("_ctx", "_owner", "_transport")
 
-    def __init__(self, owner: LiveTransport, transport: StreamTransportName) -> None:
+    def __init__(
+        self, owner: LiveTransport, transport: StreamTransportName, ctx: ssl.SSLContext | None
+    ) -> None:
         self._owner = owner
         self._transport: StreamTransportName = transport
+        self._ctx = ctx
 
-    def __call__(self, ssl_context: ssl.SSLContext | None) -> StreamConnection:
+    def __call__(self, sock: socket.socket, remote: Address) -> None:
         owner = self._owner
+        if owner.closed:
+            sock.close()
+            return
         conn = StreamConnection(
             owner,
             self._transport,
-            ("", 0),
+            remote,
             outbound=False,
             limits=owner.limits,
             idle_timeout=owner.idle_timeout,
             max_send_buffer=owner.max_send_buffer,
-            tls_server_context=ssl_context,
-            handshake_timeout=owner.connect_timeout,
         )
         owner._accepted.add(conn)
-        return conn
+        conn.start_accept(sock, self._ctx, owner.connect_timeout)

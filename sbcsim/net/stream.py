@@ -5,11 +5,11 @@ byte stream into SIP messages with :class:`~sbcsim.sip.parser.StreamFramer`, ans
 ``CRLFCRLF`` pings with a ``CRLF`` pong, and reports to its owner (the live transport) through
 three calls — opened, message, closed — so that connection bookkeeping lives in one place.
 
-Server-side TLS is not left to ``create_server(ssl=...)``: the loop would swallow a failed
-handshake (it is only logged in debug mode), and "the SBC presented no client certificate" is
-exactly the failure a Direct Routing lab must report.  The listener accepts plain TCP and each
-connection upgrades itself with ``loop.start_tls``, so a handshake failure reaches the owner like
-any other error.
+Listeners run their own accept loop instead of ``create_server(ssl=...)``: with the latter a
+failed server-side handshake is swallowed by the loop (logged in debug mode only), and "the SBC
+presented no client certificate" is exactly the failure a Direct Routing lab must report.  Each
+accepted socket is handed to ``loop.connect_accepted_socket``, which does the handshake and
+raises when it fails, on the default loop and on uvloop alike.
 
 Writes never block: ``transport.write`` takes data while the kernel and the loop keep up; once the
 loop asks us to pause (``pause_writing``) messages wait in a queue capped at ``max_send_buffer``
@@ -20,7 +20,9 @@ error rather than growing memory without bound.
 from __future__ import annotations
 
 import asyncio
+import errno
 import itertools
+import socket
 import ssl
 import weakref
 from collections import deque
@@ -55,7 +57,8 @@ __all__ = [
 log = structlog.get_logger("sbcsim.net")
 
 StreamTransportName = Literal["tcp", "tls"]
-ConnectionState = Literal["connecting", "handshaking", "open", "closed"]
+#: ``connecting`` covers the TCP connect (or accept) and the TLS handshake.
+ConnectionState = Literal["connecting", "open", "closed"]
 
 #: Bytes that may wait for a slow peer before its connection is dropped (about 100 INVITEs).
 DEFAULT_MAX_SEND_BUFFER = 1 << 20
@@ -67,6 +70,14 @@ _connection_ids = itertools.count(1)
 # The SNI name each server-side TLS session received, filled in by the callback installed by
 # open_stream_listener (the ssl module offers no other way to read it on the server side).
 _sni_seen: weakref.WeakKeyDictionary[ssl.SSLObject, str] = weakref.WeakKeyDictionary()
+
+# The loops' own TLS handshake timeout is set past ours, so that the error a slow handshake
+# produces is always our asyncio.wait_for timeout with its clear message.
+_HANDSHAKE_TIMEOUT_MARGIN = 1.0
+
+# Accept errors that mean "out of resources": back off instead of spinning.
+_ACCEPT_RESOURCE_ERRORS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+_ACCEPT_RETRY_DELAY = 0.5
 
 # asyncio may run a timer up to one clock tick early; an idle check that fires that little
 # before its deadline counts as on time instead of re-arming for a few microseconds.
@@ -100,8 +111,6 @@ class StreamConnection(asyncio.Protocol):
         limits: ParserLimits | None = None,
         idle_timeout: float | None = None,
         max_send_buffer: int = DEFAULT_MAX_SEND_BUFFER,
-        tls_server_context: ssl.SSLContext | None = None,
-        handshake_timeout: float = 5.0,
     ) -> None:
         self.id = next(_connection_ids)
         self.transport_name: StreamTransportName = transport
@@ -115,12 +124,11 @@ class StreamConnection(asyncio.Protocol):
         self._framer = StreamFramer(limits)
         self._idle_timeout = idle_timeout
         self._max_send_buffer = max_send_buffer
-        self._tls_server_context = tls_server_context
-        self._handshake_timeout = handshake_timeout
         self._transport: asyncio.Transport | None = None
-        self._raw: asyncio.Transport | None = None  # plain TCP under a server-side handshake
+        self._accepted_sock: socket.socket | None = None  # until the loop takes it over
         self._pending: deque[bytes] = deque()
         self._pending_bytes = 0
+        self._received = 0  # bytes, ever
         self._paused = False
         self._last_activity = 0.0
         self._idle_handle: asyncio.TimerHandle | None = None
@@ -129,7 +137,9 @@ class StreamConnection(asyncio.Protocol):
         self._socket_released = False
         self._info: PeerInfo | None = None
         self._extra: dict[str, str] = {}
-        self._log = log.bind(transport=transport, connection_id=self.id)
+        self._log = log.bind(
+            transport=transport, remote=format_address(remote), connection_id=self.id
+        )
 
     # -- information ------------------------------------------------------------------------
 
@@ -168,9 +178,7 @@ class StreamConnection(asyncio.Protocol):
     async def _connect(self, ssl_context: ssl.SSLContext | None, timeout: float) -> None:
         loop = asyncio.get_running_loop()
         host, port = self.remote
-        self._log.debug(
-            "connecting", remote=format_address(self.remote), server_name=self.server_name
-        )
+        self._log.debug("connecting", server_name=self.server_name)
         try:
             if ssl_context is None:
                 coro = loop.create_connection(lambda: self, host, port)
@@ -182,7 +190,7 @@ class StreamConnection(asyncio.Protocol):
                     ssl=ssl_context,
                     # Without a name, the certificate is checked against the address itself.
                     server_hostname=self.server_name or host,
-                    ssl_handshake_timeout=timeout,
+                    ssl_handshake_timeout=timeout + _HANDSHAKE_TIMEOUT_MARGIN,
                 )
             await asyncio.wait_for(coro, timeout)
         except asyncio.CancelledError:
@@ -204,56 +212,62 @@ class StreamConnection(asyncio.Protocol):
                 f"cannot connect to {self.where}: {os_error_hint(exc)}", "connect_failed"
             )
 
-    async def _server_handshake(self, raw: asyncio.Transport) -> None:
+    def start_accept(
+        self, sock: socket.socket, ssl_context: ssl.SSLContext | None, timeout: float
+    ) -> None:
+        """Take over an accepted socket (inbound connections); TLS handshakes in the background."""
+        self._accepted_sock = sock
+        self._task = asyncio.get_running_loop().create_task(self._accept(ssl_context, timeout))
+
+    async def _accept(self, ssl_context: ssl.SSLContext | None, timeout: float) -> None:
         loop = asyncio.get_running_loop()
-        assert self._tls_server_context is not None
-        timeout = self._handshake_timeout
+        sock, self._accepted_sock = self._accepted_sock, None  # the loop owns it from here on
+        assert sock is not None
         try:
-            tls = await asyncio.wait_for(
-                loop.start_tls(
-                    raw,
-                    self,
-                    self._tls_server_context,
-                    server_side=True,
-                    ssl_handshake_timeout=timeout,
-                ),
-                timeout,
-            )
+            if ssl_context is None:
+                coro = loop.connect_accepted_socket(lambda: self, sock)
+            else:
+                coro = loop.connect_accepted_socket(
+                    lambda: self,
+                    sock,
+                    ssl=ssl_context,
+                    ssl_handshake_timeout=timeout + _HANDSHAKE_TIMEOUT_MARGIN,
+                )
+            await asyncio.wait_for(coro, timeout)
         except asyncio.CancelledError:
-            raw.abort()
             raise
         except TimeoutError:
-            raw.abort()
-            self._raw = None
             self._fail_opening(
                 f"TLS handshake with {self.where} timed out after {timeout:g} s: "
                 "the client sent no ClientHello (not speaking TLS?)",
                 "tls_handshake_failed",
             )
-            return
+        except (ssl.SSLError, ssl.CertificateError) as exc:
+            self._fail_opening(
+                f"TLS handshake with {self.where} failed: {ssl_failure_hint(exc)}",
+                "tls_handshake_failed",
+            )
         except Exception as exc:
-            raw.abort()
-            self._raw = None
-            hint = ssl_failure_hint(exc) if isinstance(exc, ssl.SSLError) else os_error_hint(exc)
+            if self.transport_name == "tcp":
+                message = f"cannot accept {self.where}: {os_error_hint(exc)}"
+                self._fail_opening(message, "accept_failed")
+                return
+            if isinstance(exc, ConnectionResetError | ConnectionAbortedError | BrokenPipeError):
+                # A client that rejects our certificate aborts without flushing its alert.
+                hint = (
+                    "the client dropped the connection during the handshake: it probably does "
+                    "not trust our certificate"
+                )
+            else:
+                hint = os_error_hint(exc)
             self._fail_opening(
                 f"TLS handshake with {self.where} failed: {hint}", "tls_handshake_failed"
             )
-            return
-        if tls is None:  # pragma: no cover - only for a protocol that is not a plain Protocol
-            raw.abort()
-            self._raw = None
-            self._fail_opening(f"TLS handshake with {self.where} failed", "tls_handshake_failed")
-            return
-        self._raw = None
-        if self.state == "closed":
-            tls.abort()
-            return
-        self._opened(tls)
 
     def _fail_opening(self, message: str, event: str) -> None:
         if self.state == "closed":
             return
-        self._log.warning(event, remote=format_address(self.remote), error=message)
+        self._log.warning(event, error=message)
         self._finish(TransportError(message, address=self.remote), abort=True)
 
     def _opened(self, transport: asyncio.Transport) -> None:
@@ -277,7 +291,6 @@ class StreamConnection(asyncio.Protocol):
         self._arm_idle(self._idle_timeout)
         self._log.info(
             "connection_opened",
-            remote=format_address(self.remote),
             local=format_address(self.local),
             direction="outbound" if self.outbound else "inbound",
             server_name=self.server_name,
@@ -294,40 +307,30 @@ class StreamConnection(asyncio.Protocol):
         if self.state == "closed":  # closed while the connect was in flight
             transport.abort()
             return
-        if not self.outbound:
-            peer = transport.get_extra_info("peername")
-            if peer:
-                self.remote = normalize_sockaddr(peer)
-        if self._tls_server_context is not None and self._raw is None and self._transport is None:
-            # Stop reading before the ClientHello can reach data_received: start_tls takes over
-            # the transport on the next loop iteration and resumes reading itself.
-            transport.pause_reading()
-            self._raw = transport
-            self.state = "handshaking"
-            self._task = asyncio.get_running_loop().create_task(self._server_handshake(transport))
-            return
         self._opened(transport)
 
     def data_received(self, data: bytes) -> None:
         if self.state != "open":
             return
         self._last_activity = asyncio.get_running_loop().time()
+        self._received += len(data)
         self._framer.receive(data)
+        self._deliver_frames()
+
+    def _deliver_frames(self) -> None:
         while self.state == "open":
             try:
                 frame = self._framer.next_frame()
             except RemoteProtocolError as exc:
                 message = f"framing error on {self.where}: {exc.msg}; connection closed"
-                self._log.warning(
-                    "framing_error", remote=format_address(self.remote), error=exc.msg
-                )
+                self._log.warning("framing_error", error=exc.msg)
                 self._finish(TransportError(message, address=self.remote), abort=False)
                 return
             if frame is None:
                 return
             if isinstance(frame, KeepAlive):
                 if frame.pong_required:
-                    self._log.debug("keepalive_pong_sent", remote=format_address(self.remote))
+                    self._log.debug("keepalive_pong_sent")
                     self.write(b"\r\n")
                 continue
             self._owner.stream_message(self, frame)
@@ -339,19 +342,31 @@ class StreamConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
         self._mark_released()
-        if self.state in ("closed", "handshaking"):
-            # Closed by us, or start_tls failed and _server_handshake reports it.
+        if self.state != "open":
+            # Closed by us, or the connect/handshake failed and its task reports it.
+            return
+        silent_close = exc is None or isinstance(exc, ConnectionResetError | BrokenPipeError)
+        if silent_close and self.outbound and self.transport_name == "tls" and not self._received:
+            # A server that rejects our certificate (or our lack of one) fails its side of a
+            # TLS 1.3 handshake after ours has completed; the loops drop the connection without
+            # flushing the alert, so all we see is a close (or a reset, if our first request
+            # was still unread) before the server said anything.
+            message = (
+                f"connection to {self.where} closed by the server before it sent anything: "
+                "it probably rejected our client certificate, or requires one"
+            )
+            self._log.warning("connection_lost", error=message)
+            self._finish(TransportError(message, address=self.remote), abort=True)
             return
         if exc is None:
             if self._framer.buffered:
                 self._log.info(
                     "connection_closed",
-                    remote=format_address(self.remote),
                     by="peer",
                     unframed_bytes=self._framer.buffered,
                 )
             else:
-                self._log.info("connection_closed", remote=format_address(self.remote), by="peer")
+                self._log.info("connection_closed", by="peer")
             self._finish(None, abort=False)
             return
         if isinstance(exc, ssl.SSLError):
@@ -359,7 +374,7 @@ class StreamConnection(asyncio.Protocol):
         else:
             hint = os_error_hint(exc)
         message = f"connection to {self.where} lost: {hint}"
-        self._log.warning("connection_lost", remote=format_address(self.remote), error=message)
+        self._log.warning("connection_lost", error=message)
         self._finish(TransportError(message, address=self.remote), abort=True)
 
     def pause_writing(self) -> None:
@@ -385,7 +400,7 @@ class StreamConnection(asyncio.Protocol):
                 f"send buffer for {self.where} is full ({self._pending_bytes} bytes queued): "
                 + ("the peer is not reading" if self.state == "open" else "still connecting")
             )
-            self._log.warning("send_buffer_full", remote=format_address(self.remote), error=message)
+            self._log.warning("send_buffer_full", error=message)
             self._finish(TransportError(message, address=self.remote), abort=True)
             return
         self._pending.append(data)
@@ -427,12 +442,9 @@ class StreamConnection(asyncio.Protocol):
         if self._idle_handle is not None:
             self._idle_handle.cancel()
             self._idle_handle = None
-        if (
-            self._task is not None
-            and not self._task.done()
-            and self._task is not asyncio.current_task()
-        ):
-            self._task.cancel()
+        task = self._task
+        if task is not None and not task.done() and task is not _current_task():
+            task.cancel()
         transport = self._transport
         if transport is not None:
             if abort:
@@ -441,9 +453,10 @@ class StreamConnection(asyncio.Protocol):
                 while self._pending:
                     transport.write(self._pending.popleft())
                 transport.close()
-        elif self._raw is not None:
-            self._raw.abort()
         else:
+            if self._accepted_sock is not None:  # closed before the accept task even started
+                self._accepted_sock.close()
+                self._accepted_sock = None
             self._socket_released = True  # never connected, or connection_lost came first
         self._pending.clear()
         self._pending_bytes = 0
@@ -466,27 +479,61 @@ class StreamConnection(asyncio.Protocol):
         if remaining > _TIMER_SLACK:
             self._arm_idle(remaining)
             return
-        self._log.info(
-            "idle_timeout", remote=format_address(self.remote), idle_s=self._idle_timeout
-        )
+        self._log.info("idle_timeout", idle_s=self._idle_timeout)
         self._finish(None, abort=False)
 
 
 class StreamListener:
-    """A listening TCP socket; with a server context, every accepted connection does TLS."""
+    """A listening TCP socket and its accept loop; ``on_accept(sock, remote)`` gets each new
+    connection's socket (the TLS handshake, if any, is the connection's business)."""
 
     def __init__(
-        self, server: asyncio.Server, transport: StreamTransportName, local: Address
+        self,
+        sock: socket.socket,
+        transport: StreamTransportName,
+        on_accept: Callable[[socket.socket, Address], None],
     ) -> None:
-        self.server = server
         self.transport_name: StreamTransportName = transport
-        self.local = local
+        self.local = normalize_sockaddr(sock.getsockname())
+        self._sock = sock
+        self._on_accept = on_accept
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._accept_loop())
+        # The socket is closed only once the task is done, i.e. after the loop has stopped
+        # watching it; closing it under a pending accept could confuse a reused descriptor.
+        self._task.add_done_callback(lambda _: self._sock.close())
+
+    async def _accept_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        where = f"{format_address(self.local)}/{self.transport_name}"
+        while True:
+            try:
+                sock, addr = await loop.sock_accept(self._sock)
+            except asyncio.CancelledError:
+                raise
+            except OSError as exc:
+                log.warning(
+                    "accept_failed",
+                    transport=self.transport_name,
+                    local=where,
+                    error=os_error_hint(exc),
+                )
+                if exc.errno in _ACCEPT_RESOURCE_ERRORS:
+                    await asyncio.sleep(_ACCEPT_RETRY_DELAY)
+                continue
+            self._on_accept(sock, normalize_sockaddr(addr))
 
     def close(self) -> None:
-        self.server.close()
+        if self._task is None:
+            self._sock.close()
+        else:
+            self._task.cancel()
 
     async def wait_closed(self) -> None:
-        await self.server.wait_closed()
+        if self._task is not None:
+            await asyncio.wait([self._task])
 
     def __repr__(self) -> str:
         return f"<StreamListener {format_address(self.local)}/{self.transport_name}>"
@@ -496,19 +543,17 @@ async def open_stream_listener(
     host: str,
     port: int,
     transport: StreamTransportName,
-    connection_factory: Callable[[ssl.SSLContext | None], StreamConnection],
+    on_accept: Callable[[socket.socket, Address], None],
     ssl_context: ssl.SSLContext | None = None,
     *,
     backlog: int = 128,
 ) -> StreamListener:
-    """Listen on ``host:port`` (port 0 = any); each accepted socket gets a new connection from
-    ``connection_factory(ssl_context)``.
+    """Listen on ``host:port`` (port 0 = any) and start accepting.
 
     With ``ssl_context`` and no SNI callback of its own, a callback is installed that records the
     server name each client asks for, so that inbound :class:`PeerInfo` carries it.
     Raises :class:`TransportError` when the address cannot be bound.
     """
-    loop = asyncio.get_running_loop()
     if transport == "tls" and ssl_context is None:
         raise TransportError(
             f"a TLS listener on {format_address((host, port))} needs an SSL context"
@@ -523,17 +568,21 @@ async def open_stream_listener(
         raise bind_error(exc, address, transport) from exc
     try:
         sock.listen(backlog)
-        if ssl_context is not None and ssl_context.sni_callback is None:
-            ssl_context.sni_callback = _record_sni
-        server = await loop.create_server(lambda: connection_factory(ssl_context), sock=sock)
     except OSError as exc:
         sock.close()
         raise bind_error(exc, address, transport) from exc
-    except BaseException:
-        sock.close()
-        raise
-    local = normalize_sockaddr(sock.getsockname())
-    return StreamListener(server, transport, local)
+    if ssl_context is not None and ssl_context.sni_callback is None:
+        ssl_context.sni_callback = _record_sni
+    listener = StreamListener(sock, transport, on_accept)
+    listener.start()
+    return listener
+
+
+def _current_task() -> asyncio.Task[Any] | None:
+    try:
+        return asyncio.current_task()
+    except RuntimeError:  # closing from outside the loop (after it stopped)
+        return None
 
 
 def _record_sni(ssl_object: Any, server_name: str | None, context: ssl.SSLContext) -> None:

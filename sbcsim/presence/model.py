@@ -427,7 +427,9 @@ class PresenceService:
             self.advance(now)
         at = self._now
         return tuple(
-            PresenceSessionInfo(s.session_id, s.state, self._session_state(s, at), s.set_at, s.expires_at)
+            PresenceSessionInfo(
+                s.session_id, s.state, self._session_state(s, at), s.set_at, s.expires_at
+            )
             for s in sorted(self._record(user).sessions.values(), key=lambda s: s.seq)
         )
 
@@ -455,9 +457,7 @@ class PresenceService:
         record.client_seq = self._next_seq()
         return self._refresh(record, now)
 
-    def call_ended(
-        self, user: str, now: float, conference: bool | None = None
-    ) -> PresenceState:
+    def call_ended(self, user: str, now: float, conference: bool | None = None) -> PresenceState:
         """A call ended: the latest call of that kind (any kind when ``None``) is removed.
 
         With no call left, the client shows its own state again — the state it would have shown
@@ -502,9 +502,7 @@ class PresenceService:
             )
         if expiration is None:
             expiration = settings.default_session_expiration
-        if not (
-            settings.min_session_expiration <= expiration <= settings.max_session_expiration
-        ):
+        if not (settings.min_session_expiration <= expiration <= settings.max_session_expiration):
             raise InvalidPresenceRequest(
                 f"expirationDuration {expiration:g}s is outside "
                 f"{settings.min_session_expiration:g}..{settings.max_session_expiration:g}s"

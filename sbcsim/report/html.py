@@ -158,7 +158,9 @@ _SCRIPT = """
       if (drawn) { summary.drawn += 1; }
       if (g.classList.contains("failing")) {
         summary.failing.push({scenario: svg.getAttribute("data-scenario"),
-          index: Number(g.getAttribute("data-index")), drawn: drawn});
+          index: Number(g.getAttribute("data-index")), drawn: drawn,
+          shaft: [Math.round(box.left + window.scrollX), Math.round(box.top + window.scrollY),
+            Math.round(box.width), Math.round(box.height)]});
       }
     });
   });

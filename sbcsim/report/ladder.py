@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Literal
 
 from rich.console import Console, ConsoleOptions, RenderResult
 from rich.text import Text
@@ -96,7 +97,7 @@ class LadderLine:
     """One line of a text ladder; ``kind`` is header, arrow or gap (``… n earlier``)."""
 
     text: str
-    kind: str
+    kind: Literal["header", "arrow", "gap"]
     failing: bool = False
     dropped: bool = False
 

@@ -99,6 +99,7 @@ class FailureReport:
             _verdict(scenario.verdict),
             f"  (seed {scenario.seed})",
         )
+        yield Text("")
         yield Rule(title, align="left")
         if scenario.error:
             yield Text(f"error: {scenario.error}", style=VERDICT_STYLES["error"])

@@ -15,7 +15,7 @@ import structlog
 import uvloop
 
 from sbcsim.errors import TransportError
-from sbcsim.net.base import Address, PeerInfo, TransportName
+from sbcsim.net.base import Address, PeerInfo, TransportLayer, TransportName
 from sbcsim.net.live import LiveTransport
 
 T = TypeVar("T")
@@ -49,7 +49,9 @@ class Recorder:
     def message_received(self, data: bytes, peer: PeerInfo) -> None:
         self.messages.put_nowait((data, peer))
 
-    def transport_error(self, remote: Address, transport: TransportName, exc: TransportError) -> None:
+    def transport_error(
+        self, remote: Address, transport: TransportName, exc: TransportError
+    ) -> None:
         self.errors.put_nowait((remote, transport, exc))
 
     async def message(self) -> tuple[bytes, PeerInfo]:
@@ -89,7 +91,7 @@ async def free_port() -> int:
 def test_message_split_in_many_chunks(run: Run[None]) -> None:
     async def scenario() -> None:
         srv, rec, addr = await server()
-        reader, writer = await asyncio.open_connection(*addr)
+        _reader, writer = await asyncio.open_connection(*addr)
         try:
             message = invite(1, SDP)
             for i in range(0, len(message), 7):
@@ -112,7 +114,7 @@ def test_message_split_in_many_chunks(run: Run[None]) -> None:
 def test_two_messages_in_one_write(run: Run[None]) -> None:
     async def scenario() -> None:
         srv, rec, addr = await server()
-        reader, writer = await asyncio.open_connection(*addr)
+        _reader, writer = await asyncio.open_connection(*addr)
         try:
             writer.write(invite(1, SDP) + invite(2))
             (d1, p1), (d2, p2) = await rec.message(), await rec.message()
@@ -143,8 +145,12 @@ def test_connection_reuse_both_ways(run: Run[None]) -> None:
             assert a_conn.remote == addr_b and a_conn.local == p1.remote
 
             # A response goes back over the connection its request came in on ...
-            srv.send(b"SIP/2.0 100 Trying\r\nContent-Length: 0\r\n\r\n", p1.remote, "tcp",
-                     connection_id=p1.connection_id)
+            srv.send(
+                b"SIP/2.0 100 Trying\r\nContent-Length: 0\r\n\r\n",
+                p1.remote,
+                "tcp",
+                connection_id=p1.connection_id,
+            )
             data, peer = await rec_a.message()
             assert data.startswith(b"SIP/2.0 100 Trying")
             assert peer.connection_id == a_conn.connection_id
@@ -325,6 +331,29 @@ def test_slow_reader_fills_the_send_buffer(run: Run[None]) -> None:
     run(scenario())
 
 
+def test_connect_to_a_host_name(run: Run[None]) -> None:
+    async def scenario() -> None:
+        srv, rec_b, addr_b = await server()
+        a = LiveTransport(Recorder())
+        try:
+            a.send(invite(1), ("LocalHost", addr_b[1]), "tcp")
+            data, peer = await rec_b.message()
+            assert data == invite(1)
+            [info] = a.connections()
+            assert info.remote == ("localhost", addr_b[1])  # the key it was asked for
+            assert info.local == peer.remote
+        finally:
+            await a.aclose()
+            await srv.aclose()
+
+    run(scenario())
+
+
+def test_live_transport_is_a_transport_layer() -> None:
+    layer: TransportLayer = LiveTransport(Recorder())  # checked by mypy, too
+    assert callable(layer.send) and callable(layer.close)
+
+
 def test_ipv6_loopback(run: Run[None]) -> None:
     async def scenario() -> None:
         rec_b = Recorder()
@@ -370,7 +399,7 @@ def test_receiver_exception_keeps_the_connection(run: Run[None]) -> None:
         rec = Exploding()
         srv = LiveTransport(rec)
         addr = await srv.listen_tcp("127.0.0.1", 0)
-        reader, writer = await asyncio.open_connection(*addr)
+        _reader, writer = await asyncio.open_connection(*addr)
         try:
             with structlog.testing.capture_logs() as logs:
                 writer.write(invite(1) + invite(2))

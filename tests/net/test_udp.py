@@ -45,7 +45,9 @@ class Recorder:
     def message_received(self, data: bytes, peer: PeerInfo) -> None:
         self.messages.put_nowait((data, peer))
 
-    def transport_error(self, remote: Address, transport: TransportName, exc: TransportError) -> None:
+    def transport_error(
+        self, remote: Address, transport: TransportName, exc: TransportError
+    ) -> None:
         self.errors.put_nowait((remote, transport, exc))
 
     async def message(self) -> tuple[bytes, PeerInfo]:
@@ -146,6 +148,40 @@ def test_without_a_listener_an_ephemeral_socket_is_used(run: Run[None]) -> None:
         finally:
             await a.aclose()
             await b.aclose()
+
+    run(scenario())
+
+
+def test_send_to_a_host_name(run: Run[None]) -> None:
+    async def scenario() -> None:
+        ra, rb = Recorder(), Recorder()
+        a, b = LiveTransport(ra), LiveTransport(rb)
+        try:
+            addr_a = await a.listen_udp("127.0.0.1", 0)
+            _, port_b = await b.listen_udp("127.0.0.1", 0)
+            # "localhost" is resolved without blocking; the IPv4 answer is taken because that
+            # is the family a listens on, so the datagram still leaves from a's port.
+            a.send(options(1), ("localhost", port_b), "udp")
+            data, peer = await rb.message()
+            assert (data, peer.remote) == (options(1), addr_a)
+        finally:
+            await a.aclose()
+            await b.aclose()
+
+    run(scenario())
+
+
+def test_unknown_transport_is_reported(run: Run[None]) -> None:
+    async def scenario() -> None:
+        ra = Recorder()
+        a = LiveTransport(ra)
+        try:
+            a.send(options(1), ("127.0.0.1", 5060), "sctp")  # type: ignore[arg-type]
+            remote, transport, exc = await ra.error()
+            assert (remote, transport) == (("127.0.0.1", 5060), "sctp")
+            assert exc.msg == "unknown transport 'sctp' for 127.0.0.1:5060"
+        finally:
+            await a.aclose()
 
     run(scenario())
 
