@@ -246,3 +246,29 @@ def test_callee_ends_an_early_dialog_with_bye_from_the_caller(net: Net) -> None:
     assert net.event("B", CallEnded).reason == "remote-bye"
     assert b.active_calls == 0
     assert not net.all_events("B", CallEstablished)
+
+
+def test_reinvite_contact_refreshes_the_remote_target(net: Net) -> None:
+    a = net.add("A", "10.0.0.1")
+    b = net.add("B", "10.0.0.2")
+    _, callee = call_between(net, a, b)
+    d = b.dialog_id(callee)
+    assert d is not None
+    moved = build_request(
+        "INVITE",
+        "sip:b@10.0.0.2:5060",
+        from_=f"<sip:a@example.com>;tag={d.remote_tag}",
+        to=f"<sip:b@example.com>;tag={d.local_tag}",
+        call_id=d.call_id,
+        cseq=2,
+        via="SIP/2.0/UDP 10.0.0.7:5070;branch=z9hG4bK-moved",
+        contact="<sip:a2@10.0.0.7:5070>",
+        body=SDP_A,
+        content_type="application/sdp",
+    )
+    net.inject(("10.0.0.7", 5070), ("10.0.0.2", 5060), moved.to_bytes())
+    b.bye(callee, 0.0)
+    net.flush()
+    bye = net.sent("B", "BYE")[0]
+    assert bye.dst == "10.0.0.7:5070"  # §12.2: the re-INVITE's Contact is the new target
+    assert bye.message.start_line() == "BYE sip:a2@10.0.0.7:5070 SIP/2.0"

@@ -225,12 +225,19 @@ def test_481_for_an_unknown_dialog_ends_our_call(net: Net) -> None:
 
 
 def _raw(
-    method: str, *, to_tag: str | None, from_tag: str, call_id: str, cseq: int, extra=()
+    method: str,
+    *,
+    to_tag: str | None,
+    from_tag: str,
+    call_id: str,
+    cseq: int,
+    extra=(),
+    uri: str = "sip:b@10.0.0.2:5060",
 ) -> bytes:
     to = "<sip:b@example.com>" + (f";tag={to_tag}" if to_tag else "")
     request = build_request(
         method,
-        "sip:b@10.0.0.2:5060",
+        uri,
         from_=f"<sip:x@example.com>;tag={from_tag}",
         to=to,
         call_id=call_id,
@@ -304,6 +311,13 @@ def test_policy_rejections(net: Net, method, extra, expected, header) -> None:
     if value is not None:
         assert response.headers.get(name) == value
     assert response.to.tag == "bt1"  # §8.2.6.2: even a rejection carries a To-tag
+
+
+def test_unsupported_uri_scheme_416(net: Net) -> None:
+    net.add("B", "10.0.0.2")
+    raw = _raw("OPTIONS", to_tag=None, from_tag="x1", call_id="u@h", cseq=1, uri="im:b@example.com")
+    net.inject(RAW, B_ADDR, raw)
+    assert _answers(net) == [(416, "Unsupported URI Scheme")]
 
 
 def test_options_outside_a_dialog(net: Net) -> None:
