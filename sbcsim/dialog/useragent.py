@@ -1362,7 +1362,12 @@ class UserAgent:
             self._retransmit_reliable(c, now)
         elif kind == "cancel":
             if can(c.state, CallInput.RECV_FAILURE):
-                # §9.1: no final response 64*T1 after our CANCEL; give the INVITE up.
+                # §9.1: no final response 64*T1 after our CANCEL; give the INVITE up.  (Its
+                # transaction stays in Proceeding below us: a late final is then a stray.)
+                op = c.local_invite
+                c.local_invite = None
+                for key in [k for k, v in self._client.items() if v is op]:
+                    del self._client[key]
                 c.state = transition(c.state, CallInput.RECV_FAILURE)
                 self._events.append(CallFailed(c.ref, 408, "Request Timeout", None))
                 self._forget(c)

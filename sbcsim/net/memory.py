@@ -63,6 +63,7 @@ from sbcsim.net.base import (
     TransportLayer,
     TransportName,
 )
+from sbcsim.net.names import name_matches
 from sbcsim.sim import Simulator, TimerHandle
 from sbcsim.sip.parser import ParserLimits, StreamFramer
 
@@ -200,27 +201,9 @@ def response_status(status: int) -> Callable[[Packet], bool]:
     return lambda packet: packet.data.startswith(prefix)
 
 
-def _name_matches(pattern: str, name: str) -> bool:
-    pattern = pattern.lower().rstrip(".")
-    name = name.lower().rstrip(".")
-    if not pattern or not name or "*" in name:
-        return False
-    if pattern == name:
-        return True
-    p_labels = pattern.split(".")
-    n_labels = name.split(".")
-    # Only a whole leftmost "*" label, standing for exactly one non-empty label, and never
-    # directly under a top-level domain (RFC 6125 §6.4.3, as browsers apply it).
-    if p_labels[0] != "*" or len(p_labels) < 3 or len(n_labels) != len(p_labels):
-        return False
-    if any("*" in label for label in p_labels[1:]):
-        return False
-    return bool(n_labels[0]) and n_labels[1:] == p_labels[1:]
-
-
 def identity_matches(identity: TlsIdentity, server_name: str) -> bool:
     """Whether a certificate carrying ``identity`` is valid for the host name ``server_name``."""
-    return any(_name_matches(pattern, server_name) for pattern in identity.names)
+    return any(name_matches(pattern, server_name) for pattern in identity.names)
 
 
 def _check_identity(

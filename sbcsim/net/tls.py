@@ -23,6 +23,7 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from sbcsim.errors import ConfigError
+from sbcsim.net.names import name_matches
 
 __all__ = [
     "MINIMUM_TLS_VERSION",
@@ -122,26 +123,6 @@ def certificate_names(cert: Mapping[str, Any] | bytes) -> tuple[str, ...]:
                 if key == "commonName":
                     names.append(str(value))
     return tuple(dict.fromkeys(names))
-
-
-def name_matches(pattern: str, fqdn: str) -> bool:
-    """Whether the certificate name ``pattern`` covers the host name ``fqdn``.
-
-    Case-insensitive, ignoring one trailing dot.  ``*.example.com`` covers ``a.example.com`` but
-    neither ``example.com`` nor ``a.b.example.com``; partial wildcards (``a*.example.com``),
-    wildcards in other labels and ``*.com`` cover nothing.
-    """
-    pattern = pattern.lower().removesuffix(".")
-    fqdn = fqdn.lower().removesuffix(".")
-    if not pattern or not fqdn or "*" in fqdn:
-        return False
-    if "*" not in pattern:
-        return pattern == fqdn
-    p_labels = pattern.split(".")
-    f_labels = fqdn.split(".")
-    if p_labels[0] != "*" or len(p_labels) < 3 or any("*" in lab for lab in p_labels[1:]):
-        return False
-    return len(f_labels) == len(p_labels) and bool(f_labels[0]) and f_labels[1:] == p_labels[1:]
 
 
 # OpenSSL reason codes -> what a person should check.
