@@ -1162,6 +1162,8 @@ class UserAgent:
         if ack is not None:
             self._emit(ack)  # a retransmitted 2xx: the same ACK again (§13.2.2.4)
             return
+        if c.dialog is not None and c.dialog.remote_tag == tag:
+            return  # a retransmission arriving after its ACK was forgotten
         if (c.dialog is not None and c.dialog.remote_tag != tag) or not can(
             c.state, CallInput.RECV_SUCCESS
         ):
@@ -1227,9 +1229,13 @@ class UserAgent:
             d = c.dialog
             if d is None:
                 return
+            if c.local_invite is not op:
+                # A 2xx already handled, whose stored ACK is forgotten: ACK it once more but
+                # do not report it twice.
+                self._send_ack(c, d, cseq, None, now)
+                return
             ack_body: bytes | None = None
-            if c.local_invite is op:
-                c.local_invite = None
+            c.local_invite = None
             d.refresh_target(response)
             if op.sdp is not None:
                 c.local_sdp = op.sdp
