@@ -118,6 +118,18 @@ class Node:
         self.flush()
 
     # -- driving the stack -------------------------------------------------------------------
+    def now(self) -> float:
+        return self.clock.now()
+
+    def call_later(self, delay: float, fn: Callable[[], None]) -> Cancellable:
+        """Run ``fn`` (an endpoint's behaviour) after ``delay`` seconds, then send what it queued."""
+
+        def run() -> None:
+            fn()
+            self.flush()
+
+        return self._call_at(self.clock.now() + delay, run)
+
     def poke(self) -> None:
         """Call after an API call on the stack (e.g. ``ua.invite(...)``) to send what it queued."""
         self.flush()

@@ -28,6 +28,7 @@ from sbcsim.dialog.events import (
     RequestHandle,
     RequestRef,
     SessionRefreshed,
+    StandaloneCompleted,
     UaEvent,
     UpdateReceived,
 )
@@ -83,6 +84,7 @@ __all__ = [
     "SessionTimer",
     "SessionTimerConfig",
     "Sipfrag",
+    "StandaloneCompleted",
     "UaEvent",
     "UpdateReceived",
     "UserAgent",

@@ -44,6 +44,7 @@ __all__ = [
     "RequestHandle",
     "RequestRef",
     "SessionRefreshed",
+    "StandaloneCompleted",
     "UaEvent",
     "UpdateReceived",
 ]
@@ -279,6 +280,17 @@ class SessionRefreshed:
     by: Literal["local", "remote"]
 
 
+@dataclass(frozen=True, slots=True)
+class StandaloneCompleted:
+    """The final outcome of a request sent outside a dialog with ``UserAgent.send_request``
+    (``response`` is ``None`` for a timeout, 408, or a transport failure, 503)."""
+
+    ref: RequestRef
+    status: int
+    reason: str
+    response: Response | None = None
+
+
 UaEvent = (
     IncomingCall
     | CallProgress
@@ -296,4 +308,5 @@ UaEvent = (
     | RequestCompleted
     | GlareBackoff
     | SessionRefreshed
+    | StandaloneCompleted
 )

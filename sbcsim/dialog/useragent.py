@@ -52,6 +52,7 @@ from sbcsim.dialog.events import (
     RequestHandle,
     RequestRef,
     SessionRefreshed,
+    StandaloneCompleted,
     UaEvent,
     UpdateReceived,
 )
@@ -187,6 +188,7 @@ class UserAgent:
         self._uas_by_key: dict[TransactionKey, Call] = {}
         self._merging: dict[tuple[str, str, int], Call] = {}
         self._client: dict[TransactionKey, ClientOp] = {}
+        self._standalone: dict[TransactionKey, RequestRef] = {}
         self._server: dict[TransactionKey, ServerOp] = {}
         self._handles: dict[int, ServerOp] = {}
         self._subs: dict[int, ReferSubscription] = {}
@@ -518,6 +520,59 @@ class UserAgent:
         )
         return ref
 
+    def send_request(
+        self,
+        method: str,
+        request_uri: Uri | str,
+        *,
+        from_: NameAddr | str,
+        to: NameAddr | str,
+        remote: Address,
+        transport: TransportName | None = None,
+        server_name: str | None = None,
+        connection_id: int | None = None,
+        contact: NameAddr | str | None = None,
+        headers: Sequence[tuple[str, str]] = (),
+        body: bytes = b"",
+        content_type: str | None = None,
+        now: float,
+    ) -> RequestRef:
+        """Send a request outside any dialog (OPTIONS keep-alive, MESSAGE ...).
+
+        The outcome arrives as :class:`StandaloneCompleted` (a timeout as 408 and a transport
+        failure as 503, RFC 3261 §8.1.3.1).  ``contact`` defaults to this UA's Contact.
+        """
+        if method in ("INVITE", "ACK", "CANCEL", "BYE", "PRACK", "UPDATE"):
+            raise LocalProtocolError(
+                f"{method} is not sent outside a dialog through send_request", None
+            )
+        tp = transport or self._transport
+        uri = parse_uri(request_uri) if isinstance(request_uri, str) else request_uri
+        local = (parse_name_addr(from_) if isinstance(from_, str) else from_).with_tag(
+            self._ids.tag()
+        )
+        remote_na = parse_name_addr(to) if isinstance(to, str) else to
+        extra = [*self._ua_header(), *headers]
+        request = build_request(
+            method,
+            uri,
+            from_=local,
+            to=remote_na,
+            call_id=self._ids.call_id(self._host),
+            cseq=1,
+            via=self._via(tp),
+            contact=self._contact if contact is None else contact,
+            headers=extra,
+            body=body,
+            content_type=content_type,
+        )
+        ref = RequestRef(self._new_id(), method)
+        key = self._tl.send_request(
+            request, remote, tp, now, server_name=server_name, connection_id=connection_id
+        )
+        self._standalone[key] = ref
+        return ref
+
     def refer(
         self,
         call: CallRef,
@@ -697,6 +752,7 @@ class UserAgent:
                 else:
                     self._drop_server(key)
             case TransactionTerminated(key=key):
+                self._standalone.pop(key, None)
                 op = self._client.pop(key, None)
                 if op is not None and op.call.local_invite is op:
                     op.call.local_invite = None
@@ -1042,6 +1098,13 @@ class UserAgent:
 
     # -- responses -----------------------------------------------------------------------------
     def _on_response(self, key: TransactionKey, response: Response, now: float) -> None:
+        if key in self._standalone:
+            if response.status >= 200:
+                ref = self._standalone.pop(key)
+                self._events.append(
+                    StandaloneCompleted(ref, response.status, response.reason_phrase, response)
+                )
+            return
         op = self._client.get(key)
         if op is None:
             self._on_stray(response)
@@ -1064,6 +1127,10 @@ class UserAgent:
             self._emit(ack)
 
     def _on_client_failure(self, key: TransactionKey, status: int, reason: str, now: float) -> None:
+        ref = self._standalone.pop(key, None)
+        if ref is not None:
+            self._events.append(StandaloneCompleted(ref, status, reason, None))
+            return
         op = self._client.pop(key, None)
         if op is None:
             return
