@@ -111,7 +111,7 @@ def sim_node(
             tls_identity=tls_identity,
             require_client_cert=require_client_cert,
             trusted=trusted,
-            **ports,  # type: ignore[arg-type]
+            **ports,
         )
     )
     return node
