@@ -88,7 +88,12 @@ class ScenarioResult:
             "wall_seconds": round(self.wall_seconds, 6),
             "seed": self.seed,
             "checks": [
-                {"id": c.id, "requirement": c.requirement, "verdict": c.verdict, "message": c.message}
+                {
+                    "id": c.id,
+                    "requirement": c.requirement,
+                    "verdict": c.verdict,
+                    "message": c.message,
+                }
                 for c in self.checks
             ],
         }

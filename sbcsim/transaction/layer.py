@@ -311,6 +311,9 @@ class TransactionLayer:
                 continue
             del tx.timers[timer]
             self._live_timers -= 1
+            if timer is Input.TIMER_B and tx.state is State.PROCEEDING:
+                self._cancel_expired(tx)  # the deadline _arm_cancel_timeout set
+                continue
             self._input(tx, timer, now, None, None, None)
 
     def state_of(self, key: TransactionKey) -> State | None:
@@ -364,6 +367,8 @@ class TransactionLayer:
         self._txs[key] = tx
         self._client_index[index_key] = tx
         self._input(tx, Input.SEND_REQUEST, now, None, None, None)
+        if method == "CANCEL":
+            self._arm_cancel_timeout(branch, key)
         return key
 
     def send_response(self, key: TransactionKey, response: Response, now: float) -> None:
@@ -633,6 +638,26 @@ class TransactionLayer:
                 live.append(entry)
         heapify(live)
         self._heap = live
+
+    def _arm_cancel_timeout(self, branch: str, cancel_key: TransactionKey) -> None:
+        """§9.1: once a CANCEL for our INVITE is out — through :meth:`cancel`, or built by the TU
+        and sent with :meth:`send_request` — an INVITE left without a final response for 64*T1
+        is given up, else its transaction would sit in Proceeding for ever.  Timer B is idle in
+        Proceeding, so it carries that deadline; :meth:`handle_timer` knows it by the state."""
+        invite = self._client_index.get((branch, "INVITE"))
+        if invite is None or invite.state is not State.PROCEEDING:
+            return
+        if Input.TIMER_B in invite.timers:
+            return  # a second CANCEL: the first one's deadline stands
+        if invite.cancel_key is None:
+            invite.cancel_key = cancel_key
+        self._start(invite, Input.TIMER_B, self.timers.timer_b(invite.reliable))
+
+    def _cancel_expired(self, tx: _Transaction) -> None:
+        """No final response 64*T1 after our CANCEL: the INVITE transaction ends (§9.1), and the
+        TU hears it as a timeout (timer ``"cancel"``)."""
+        self._events.append(TransactionTimedOut(tx.key, "cancel", tx.request))
+        self._do_terminate(tx)
 
     def _send_cancel(
         self, tx: _Transaction, headers: tuple[tuple[str, str], ...], now: float

@@ -1,0 +1,194 @@
+"""Judging one message against a :class:`~sbcsim.scenario.models.MessagePattern`.
+
+A match gives back every predicate that failed, in words, so a failed ``expect`` can say what
+it expected and what the closest message actually carried (the evidence a partner reads).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+from sbcsim.errors import RemoteProtocolError
+from sbcsim.scenario.models import MessagePattern, SdpPattern
+from sbcsim.sip.message import Request, Response
+from sbcsim.sip.parser import parse_message
+from sbcsim.sip.sdp import SessionDescription
+from sbcsim.testplan.results import TraceEntry
+
+__all__ = ["Match", "match_entry", "parse_entry", "substitute"]
+
+_VAR_RE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def substitute(text: str, variables: Mapping[str, str]) -> str:
+    """Replace ``{name}`` by captured variables; unknown names stay as written."""
+    return _VAR_RE.sub(lambda m: variables.get(m.group(1), m.group(0)), text)
+
+
+@lru_cache(maxsize=256)
+def _regex(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern)
+
+
+@dataclass(slots=True)
+class Match:
+    """The result of judging one message: ``ok`` and, when not, what failed."""
+
+    entry: TraceEntry
+    message: Request | Response | None
+    failures: list[str] = field(default_factory=list)
+    #: how many of the "identity" predicates (actors, method/status, call) held — ranks candidates
+    identity: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures and self.message is not None
+
+
+_parsed: dict[int, Request | Response | None] = {}
+
+
+def parse_entry(entry: TraceEntry) -> Request | Response | None:
+    """The message of a trace entry (``None`` when it does not parse)."""
+    key = id(entry)
+    if key in _parsed:
+        return _parsed[key]
+    try:
+        msg: Request | Response | None = parse_message(
+            entry.data, transport="udp" if entry.transport == "udp" else "tcp"
+        )
+    except RemoteProtocolError:
+        msg = None
+    if len(_parsed) > 100_000:
+        _parsed.clear()
+    _parsed[key] = msg
+    return msg
+
+
+def match_entry(
+    entry: TraceEntry,
+    pattern: MessagePattern,
+    variables: Mapping[str, str],
+    is_actor: Callable[[str, tuple[str, int], TraceEntry], bool],
+) -> Match:
+    """Judge ``entry`` against ``pattern``.  ``is_actor(name, address, entry)`` says whether an
+    address belongs to a named actor (the engine knows the topology)."""
+    msg = parse_entry(entry)
+    result = Match(entry, msg)
+    fails = result.failures
+    if entry.dropped:
+        fails.append("the message was lost by the network")
+    # identity predicates first: they rank the candidates for "closest message" evidence
+    if pattern.from_ is not None:
+        if is_actor(pattern.from_, entry.src, entry):
+            result.identity += 1
+        else:
+            fails.append(f"sent by {entry.src_name or entry.src}, expected {pattern.from_}")
+    if pattern.to is not None:
+        if is_actor(pattern.to, entry.dst, entry):
+            result.identity += 1
+        else:
+            fails.append(f"sent to {entry.dst_name or entry.dst}, expected {pattern.to}")
+    if msg is None:
+        fails.append("not a well-formed SIP message")
+        return result
+    if pattern.request is not None:
+        if isinstance(msg, Request) and msg.method == pattern.request:
+            result.identity += 2
+        else:
+            fails.append(f"expected a {pattern.request} request, saw {entry.summary!r}")
+    if pattern.status is not None:
+        wanted = [pattern.status] if isinstance(pattern.status, int) else pattern.status
+        if isinstance(msg, Response) and msg.status in wanted:
+            result.identity += 2
+        else:
+            fails.append(f"expected status {'/'.join(map(str, wanted))}, saw {entry.summary!r}")
+    if pattern.cseq is not None and not _regex(substitute(pattern.cseq, variables)).search(
+        msg.cseq.method
+    ):
+        fails.append(f"CSeq method {msg.cseq.method} does not match /{pattern.cseq}/")
+    if pattern.call is not None:
+        call_id = variables.get(pattern.call)
+        if call_id is None:
+            fails.append(f"no call named {pattern.call!r} was captured")
+        elif msg.call_id != call_id:
+            fails.append(f"Call-ID {msg.call_id} is not {pattern.call}'s ({call_id})")
+        else:
+            result.identity += 1
+    if pattern.uri is not None:
+        if not isinstance(msg, Request):
+            fails.append("a Request-URI was expected, this is a response")
+        elif not _regex(substitute(pattern.uri, variables)).search(str(msg.uri)):
+            fails.append(
+                f"Request-URI {msg.uri} does not match /{substitute(pattern.uri, variables)}/"
+            )
+    for name, regex in pattern.headers.items():
+        values = msg.headers.get_all(name)
+        rx = _regex(substitute(regex, variables))
+        if not values:
+            fails.append(f"no {name} header (expected one matching /{rx.pattern}/)")
+        elif not any(rx.search(v) for v in values):
+            shown = " | ".join(values)
+            fails.append(f"{name}: {shown[:200]!r} does not match /{rx.pattern}/")
+    for name in pattern.absent:
+        if name in msg.headers:
+            fails.append(f"{name} must be absent, saw {msg.headers.get(name)!r}")
+    for name, n in pattern.count.items():
+        try:
+            got = len(msg.headers.values(name))
+        except RemoteProtocolError:
+            got = len(msg.headers.get_all(name))
+        if got != n:
+            fails.append(f"{name} has {got} value(s), expected {n}")
+    if pattern.sdp is not None:
+        fails.extend(_sdp_failures(msg, pattern.sdp))
+    return result
+
+
+def _sdp_failures(msg: Request | Response, pattern: SdpPattern) -> list[str]:
+    has_sdp = bool(msg.body) and (
+        msg.content_type is None or msg.content_type.mime == "application/sdp"
+    )
+    if not pattern.present:
+        return ["an SDP body was not expected"] if has_sdp else []
+    if not has_sdp:
+        return ["no SDP body"]
+    try:
+        sdp = SessionDescription.parse(msg.body)
+    except RemoteProtocolError as exc:
+        return [f"SDP does not parse: {exc.msg}"]
+    out: list[str] = []
+    audio = [m for m in sdp.media if m.media == "audio"]
+    if not audio:
+        return ["no audio m= line"]
+    for m in audio:
+        if pattern.proto is not None and not _regex(pattern.proto).search(m.proto):
+            out.append(f"m=audio proto {m.proto} does not match /{pattern.proto}/")
+        for attr in pattern.attributes:
+            if not (m.has_attribute(attr) or sdp.has_attribute(attr)):
+                out.append(f"a={attr} missing")
+        for attr in pattern.no_attributes:
+            if m.has_attribute(attr) or sdp.has_attribute(attr):
+                out.append(f"a={attr} must not be present")
+        if pattern.direction is not None:
+            d = str(sdp.effective_direction(m))
+            if d != pattern.direction:
+                out.append(f"direction is {d}, expected {pattern.direction}")
+        if pattern.crypto_suite is not None and not any(
+            c.suite == pattern.crypto_suite for c in m.cryptos
+        ):
+            suites = [c.suite for c in m.cryptos] or ["none"]
+            out.append(f"no a=crypto with {pattern.crypto_suite} (saw {', '.join(suites)})")
+        if pattern.codecs:
+            names = {c.encoding.lower() for c in m.codecs}
+            missing = [c for c in pattern.codecs if c.lower() not in names]
+            if missing:
+                out.append(f"codecs {missing} not offered (saw {sorted(names)})")
+        if pattern.connection_not is not None:
+            conn = sdp.effective_connection(m)
+            if conn is not None and conn.address == pattern.connection_not:
+                out.append(f"c= is {conn.address}")
+    return out
