@@ -66,12 +66,12 @@ def run_plan(
     except KeyboardInterrupt:
         pass
     for scenario, seed, _ in work:
-        r = done.get(scenario.id)
-        if r is None:
-            r = ScenarioResult(
+        finished = done.get(scenario.id)
+        if finished is None:
+            finished = ScenarioResult(
                 scenario.id, scenario.title, "skip", 0.0, 0.0, seed, tags=tuple(scenario.tags)
             )
-            r.error = "not run: the run was interrupted"
-        result.scenarios.append(r)
+            finished.error = "not run: the run was interrupted"
+        result.scenarios.append(finished)
     result.wall_seconds = time.perf_counter() - wall0
     return result
