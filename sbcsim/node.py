@@ -93,6 +93,9 @@ class Node:
         self._flushing = False
         self.log = structlog.get_logger("sbcsim.node").bind(node=name)
         self.discarded = 0
+        #: Log every message received and sent at debug level, with ``call_id`` and ``branch``
+        #: bound (off by default: it costs a log call per message on the hot path).
+        self.log_messages = False
 
     def attach(self, transport: TransportLayer) -> None:
         self.transport = transport
@@ -105,6 +108,8 @@ class Node:
         except RemoteProtocolError as exc:
             self._reject_malformed(data, peer, exc)
             return
+        if self.log_messages:
+            self._log_message("sip_received", msg, peer.remote, peer.transport)
         self.stack.receive(msg, peer, now)
         self.flush()
 
@@ -156,12 +161,29 @@ class Node:
     def _send(self, item: _Outgoing) -> None:
         if self.transport is None:
             raise RuntimeError(f"node {self.name} has no transport attached")
+        if self.log_messages:
+            self._log_message("sip_sent", item.message, item.remote, item.transport)
         self.transport.send(
             item.message.to_bytes(),
             item.remote,
             item.transport,
             server_name=item.server_name,
             connection_id=item.connection_id,
+        )
+
+    def _log_message(
+        self, event: str, msg: Request | Response, remote: Address, transport: TransportName
+    ) -> None:
+        what = msg.method if isinstance(msg, Request) else str(msg.status)
+        try:
+            call_id: str | None = msg.call_id
+            branch = msg.top_via.branch
+            if isinstance(msg, Response):
+                what = f"{msg.status} {msg.cseq.method}"
+        except RemoteProtocolError:
+            call_id = branch = None  # parsed messages were validated; ours are well formed
+        self.log.bind(call_id=call_id, branch=branch).debug(
+            event, message=what, remote=f"{remote[0]}:{remote[1]}", transport=transport
         )
 
     def _rearm(self) -> None:

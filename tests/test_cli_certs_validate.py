@@ -282,11 +282,11 @@ def test_validate_lists_every_error_of_every_file(tmp_path: Path) -> None:
 
 def test_validate_unknown_kind(tmp_path: Path) -> None:
     path = tmp_path / "x.yaml"
-    path.write_text("steps: []\n", encoding="utf-8")
+    path.write_text("something: else\n", encoding="utf-8")
     result, text = _run(["validate", str(path)])
     assert result.exit_code == 2
     assert text == (
-        f"{path}:1:1: cannot tell what kind of file this is; add a 'kind:' key (one of: topology)\n"
+        f"{path}:1:1: cannot tell what kind of file this is; add a 'kind:' key (one of: topology, plan, scenario)\n"
     )
 
 

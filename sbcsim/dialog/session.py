@@ -17,6 +17,7 @@ from sbcsim.dialog.events import CallRef, RequestHandle, RequestRef
 from sbcsim.dialog.states import CallState
 from sbcsim.dialog.timers import SessionTimer
 from sbcsim.net.base import Address, PeerInfo, TransportName
+from sbcsim.sip.headers import NameAddr
 from sbcsim.sip.message import Request, Response
 from sbcsim.transaction.events import Outgoing, TransactionKey
 
@@ -129,6 +130,9 @@ class Call:
     early: dict[str, Dialog] | None = None
     peer: PeerInfo | None = None
     merge_key: tuple[str, str, int] | None = None
+    # the Contact this call presents, when not the UA's own (a carrier-hosting SBC names the
+    # customer tenant's trunk FQDN in each call's Contact)
+    contact: NameAddr | None = None
     # caller side
     provisional_seen: bool = False
     cancel_requested: bool = False

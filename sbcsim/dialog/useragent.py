@@ -308,13 +308,15 @@ class UserAgent:
         headers: Sequence[tuple[str, str]] = (),
         server_name: str | None = None,
         ack_sdp: bytes | None = None,
+        contact: NameAddr | str | None = None,
         now: float,
     ) -> CallRef:
         """Start a call: send an INVITE to ``remote`` (the first hop).
 
         ``sdp`` is the offer; without one, the 2xx carries the peer's offer and ``ack_sdp`` is
         the answer sent in the ACK.  ``headers`` are appended as given (P-Asserted-Identity,
-        Referred-By, Replaces ...).
+        Referred-By, Replaces ...).  ``contact`` replaces this UA's Contact for the whole call
+        (every request and response of its dialog).
         """
         tp = transport or self._transport
         uri = parse_uri(request_uri) if isinstance(request_uri, str) else request_uri
@@ -323,6 +325,7 @@ class UserAgent:
         )
         remote_na = parse_name_addr(to) if isinstance(to, str) else to
         call_id = self._ids.call_id(self._host)
+        own_contact = self._parse_contact(contact)
         extra = self._capabilities()
         if self._st.enabled:
             extra += session_headers(self._st.session_expires, self._st.refresher, self._st.min_se)
@@ -336,7 +339,7 @@ class UserAgent:
             call_id=call_id,
             cseq=1,
             via=self._via(tp),
-            contact=self._contact,
+            contact=own_contact or self._contact,
             headers=extra,
             body=sdp or b"",
             content_type=SDP if sdp is not None else None,
@@ -357,6 +360,7 @@ class UserAgent:
             base_sdp=sdp,
             local_sdp=sdp,
             local_offer=sdp is not None,
+            contact=own_contact,
         )
         self._calls[call.ref.id] = call
         key = self._tl.send_request(request, remote, tp, now, server_name=server_name)
@@ -390,9 +394,17 @@ class UserAgent:
         sdp: bytes | None = None,
         headers: Sequence[tuple[str, str]] = (),
         reliable: bool = False,
+        to_tag: str | None = None,
+        contact: NameAddr | str | None = None,
         now: float,
     ) -> None:
-        """Answer an incoming INVITE: 1xx (``reliable=True`` for 100rel), 2xx or 3xx-6xx."""
+        """Answer an incoming INVITE: 1xx (``reliable=True`` for 100rel), 2xx or 3xx-6xx.
+
+        ``to_tag`` answers as another fork of the call, the way a forking proxy relays each
+        endpoint's responses (RFC 3261 §16.7): a provisional carries that To-tag, and a final
+        response switches the call to it, so the dialog is the answering fork's.
+        ``contact`` replaces this UA's Contact for the whole call, from this response on.
+        """
         c = self._get(call)
         if c.role != "uas" or c.invite is None or c.invite_key is None:
             raise LocalProtocolError("respond() answers an incoming INVITE", None)
@@ -401,6 +413,8 @@ class UserAgent:
         if c.pending_final is not None:
             raise LocalProtocolError("a final response is already waiting for a PRACK", None)
         hdrs = tuple(headers)
+        if contact is not None:
+            c.contact = self._parse_contact(contact)
         if status == 100:
             self._tl.send_response(c.invite_key, self._make(c.invite, 100), now)
             return
@@ -412,9 +426,11 @@ class UserAgent:
                 if c.rel is not None and c.rel.unacked is not None:
                     c.rel.queue.append((status, reason, sdp, hdrs))
                     return
-            self._send_provisional(c, status, reason, sdp, hdrs, reliable, now)
+            self._send_provisional(c, status, reason, sdp, hdrs, reliable, now, to_tag)
             return
         transition(c.state, CallInput.SEND_SUCCESS if status < 300 else CallInput.SEND_FAILURE)
+        if to_tag is not None and to_tag != c.local_tag:
+            self._retag(c, to_tag)
         if status < 300 and c.rel is not None and c.rel.unacked is not None and c.rel.has_sdp:
             # RFC 3262 §3: no 2xx before the PRACK of a reliable provisional with an answer.
             c.pending_final = (status, reason, sdp, hdrs)
@@ -1669,7 +1685,7 @@ class UserAgent:
             method,
             via=self._via(transport),
             cseq=d.next_seq(),
-            contact=self._contact if method in _CONTACT_METHODS else None,
+            contact=self._contact_of(c) if method in _CONTACT_METHODS else None,
             headers=extra,
             body=body,
             content_type=content_type,
@@ -1823,11 +1839,26 @@ class UserAgent:
         c.local_invite = new
 
     # -- callee side --------------------------------------------------------------------------
-    def _dialog_response_headers(self, request: Request) -> list[tuple[str, str]]:
+    def _dialog_response_headers(self, c: Call, request: Request) -> list[tuple[str, str]]:
         """Record-Route copied (§12.1.1) and our Contact, for dialog-creating responses."""
         out = [("Record-Route", v) for v in request.headers.get_all("Record-Route")]
-        out.append(("Contact", str(self._contact)))
+        out.append(("Contact", str(self._contact_of(c))))
         return out
+
+    def _contact_of(self, c: Call) -> NameAddr:
+        """The Contact of one call: its own when the application set one, else the UA's."""
+        return self._contact if c.contact is None else c.contact
+
+    @staticmethod
+    def _parse_contact(contact: NameAddr | str | None) -> NameAddr | None:
+        return parse_name_addr(contact) if isinstance(contact, str) else contact
+
+    def _retag(self, c: Call, to_tag: str) -> None:
+        """The final response comes from another fork: its To-tag names the dialog."""
+        if c.dialog is not None:
+            self._by_dialog.pop(c.dialog.key, None)
+            c.dialog = None
+        c.local_tag = to_tag
 
     def _send_provisional(
         self,
@@ -1838,10 +1869,11 @@ class UserAgent:
         headers: tuple[tuple[str, str], ...],
         reliable: bool,
         now: float,
+        to_tag: str | None = None,
     ) -> None:
         assert c.invite is not None and c.invite_key is not None
         self._uas_dialog(c)
-        extra = self._dialog_response_headers(c.invite)
+        extra = self._dialog_response_headers(c, c.invite)
         if reliable:
             if c.rel is None:
                 # RFC 3262 §3: the first RSeq is random in 1 .. 2**31 - 1.
@@ -1853,7 +1885,7 @@ class UserAgent:
             c.invite,
             status,
             reason,
-            to_tag=c.local_tag,
+            to_tag=to_tag or c.local_tag,
             extra=extra,
             headers=headers,
             body=sdp or b"",
@@ -1902,7 +1934,7 @@ class UserAgent:
             return
         d = self._uas_dialog(c)
         d.state = "confirmed"
-        extra = self._dialog_response_headers(request) + self._capabilities()
+        extra = self._dialog_response_headers(c, request) + self._capabilities()
         extra += self._session_as_uas(c, request)
         response = self._make(
             request,
@@ -1963,7 +1995,7 @@ class UserAgent:
             c.remote_offer = False
             self._reply_op(op, status, reason, headers=headers, now=now)
             return
-        extra = [("Contact", str(self._contact)), *self._capabilities()]
+        extra = [("Contact", str(self._contact_of(c))), *self._capabilities()]
         extra += self._session_as_uas(c, request)
         response = self._make(
             request,
@@ -2004,7 +2036,7 @@ class UserAgent:
             c.remote_offer = False
             self._reply_op(op, status, reason, headers=headers, now=now)
             return
-        extra = [("Contact", str(self._contact))]
+        extra = [("Contact", str(self._contact_of(c)))]
         confirmed = c.state == CallState.CONFIRMED
         if confirmed:
             extra += self._session_as_uas(c, request)
@@ -2048,7 +2080,7 @@ class UserAgent:
         no_sub = (request.headers.get("Refer-Sub") or "").strip().lower() == "false" and any(
             s.lower() == "norefersub" for s in self._supported
         )
-        extra = [("Contact", str(self._contact))]
+        extra = [("Contact", str(self._contact_of(c)))]
         if no_sub:
             extra.append(("Refer-Sub", "false"))  # RFC 4488: no implicit subscription
         self._reply_op(op, status, reason, extra=extra, headers=headers, now=now)

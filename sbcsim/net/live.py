@@ -350,6 +350,15 @@ class LiveTransport:
 
     # -- closing ------------------------------------------------------------------------------
 
+    def close_connection(self, connection_id: int) -> bool:
+        """Close one TCP/TLS connection (queued data is still flushed), as a server that drops
+        a peer it refuses.  Returns False when no open connection has that id."""
+        conn = self._by_id.get(connection_id)
+        if conn is None or conn.state == "closed":
+            return False
+        conn.close()
+        return True
+
     def close(self) -> None:
         """Stop listening and close every socket; queued stream data is still flushed."""
         if self.closed:

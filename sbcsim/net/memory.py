@@ -367,6 +367,17 @@ class MemoryTransport:
         else:
             network._send_stream(self, data, remote, transport, server_name, connection_id)
 
+    def close_connection(self, connection_id: int) -> bool:
+        """Close one TCP/TLS connection of this host, as a server that drops a peer it refuses
+        (the Microsoft proxies close the TLS connection of an SBC whose certificate does not
+        match its Contact).  The peer sees the close after one latency, behind data in flight.
+        Returns False when no open connection has that id."""
+        end = self._ends_by_id.get(connection_id)
+        if end is None or end.state == "closed":
+            return False
+        self.network._close_end(end, None, send_fin=True)
+        return True
+
     def close(self) -> None:
         """Stop listening and close every connection; peers see the close after one latency."""
         if self.closed:

@@ -80,7 +80,7 @@ def test_load_any_unknown_kind(tmp_path: Path) -> None:
         load_any(path)
     assert (
         str(info.value)
-        == f"{path}:2:7: kind: unknown kind 'frobnicator' (expected one of: topology)"
+        == f"{path}:2:7: kind: unknown kind 'frobnicator' (expected one of: topology, plan, scenario)"
     )
 
 
@@ -90,7 +90,7 @@ def test_load_any_undetectable(tmp_path: Path) -> None:
     with pytest.raises(ConfigValidationError) as info:
         load_any(path)
     assert str(info.value) == (
-        f"{path}:2:1: cannot tell what kind of file this is; add a 'kind:' key (one of: topology)"
+        f"{path}:2:1: cannot tell what kind of file this is; add a 'kind:' key (one of: topology, plan, scenario)"
     )
 
 

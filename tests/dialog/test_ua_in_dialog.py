@@ -295,7 +295,7 @@ def test_cseq_lower_than_remote_gets_500(net: Net) -> None:
             (415, "Unsupported Media Type"),
             ("Accept", None),
         ),
-        ("OPTIONS", (("Accept", "text/html"),), (406, "Not Acceptable"), ("Warning", None)),
+        ("INVITE", (("Accept", "text/html"),), (406, "Not Acceptable"), ("Warning", None)),
     ],
 )
 def test_policy_rejections(net: Net, method, extra, expected, header) -> None:

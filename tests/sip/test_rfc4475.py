@@ -268,3 +268,10 @@ def test_invalid_messages_raise_only_remote_protocol_error(name: str) -> None:
         parse_message(data)
     expected = {r[0]: r[3] for r in EXPECTED}[name]
     assert info.value.status_hint == expected
+
+
+def test_options_with_an_accept_we_never_answer_with_is_still_200() -> None:
+    # RFC 3261 §11.2: our 200 to OPTIONS carries no body, so no Accept can make it unacceptable.
+    data = (DATA / "sdp01.dat").read_bytes().replace(b"INVITE", b"OPTIONS")
+    verdict = parse_verdict(data, "udp")
+    assert verdict["valid"] is True and verdict["response"] is None

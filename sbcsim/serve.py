@@ -1,0 +1,304 @@
+"""``sbcsim serve``: the emulated Microsoft side, Teams users and PSTN phones on real sockets.
+
+The same endpoints as the embedded lab (:mod:`sbcsim.lab`), wrapped around an external SBC: the
+three proxies listen on TLS at their topology addresses with the certificates ``sbcsim certs``
+wrote (``<fqdn>.pem``/``.key`` and the lab CA ``ca.pem``), require the SBC's client certificate
+(Part 7.3 [DOC]; ``--client-certs optional`` relaxes it for test clients that cannot present
+one, and then a message without a certificate skips the Contact/certificate check), speak
+TLS 1.2 (Part 7.1 [DOC]) and otherwise behave exactly as in simulation.  The PSTN carrier listens
+on its topology address and sends to the SBC's PSTN side.
+
+It prints what listens where, then runs until SIGINT/SIGTERM (or ``--duration`` seconds) and
+closes every socket within a bounded time.  Exit 2, with a clear message, when the topology is
+invalid, a certificate file is missing or an address is already in use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import signal
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from sbcsim.clock import LoopClock
+from sbcsim.dialog import SessionTimerConfig
+from sbcsim.endpoints.microsoft import MicrosoftSettings
+from sbcsim.endpoints.pstn import PstnCarrier
+from sbcsim.endpoints.teams_proxy import DirectRoutingService, TeamsProxy
+from sbcsim.errors import ConfigError, TransportError
+from sbcsim.ids import IdGenerator
+from sbcsim.lab import add_presence_users
+from sbcsim.net.base import Address
+from sbcsim.net.live import LiveTransport
+from sbcsim.net.tls import client_context, server_context
+from sbcsim.presence.model import PresenceService
+from sbcsim.stack import UaOptions, live_node
+from sbcsim.topology import Topology, load_topology
+
+__all__ = ["LiveLab", "ServeError", "serve", "start_live_lab"]
+
+EXIT_OK = 0
+EXIT_USAGE = 2
+#: How long closing the sockets may take before ``serve`` gives up waiting.
+CLOSE_TIMEOUT = 5.0
+
+
+class ServeError(Exception):
+    """Why the live lab cannot start (a missing file, an address in use ...)."""
+
+
+def _console(ctx: click.Context) -> Console:
+    obj = ctx.find_root().obj
+    if isinstance(obj, Console):
+        return obj
+    console = Console(highlight=False, soft_wrap=True)
+    ctx.find_root().obj = console
+    return console
+
+
+@dataclass(eq=False)
+class LiveLab:
+    """The running live lab: its service, proxies, carrier and transports."""
+
+    topology: Topology
+    service: DirectRoutingService
+    proxies: dict[str, TeamsProxy]
+    pstn: PstnCarrier
+    transports: list[LiveTransport] = field(default_factory=list)
+    listening: list[tuple[str, str, Address]] = field(default_factory=list)
+
+    async def aclose(self, timeout: float = CLOSE_TIMEOUT) -> None:
+        """Close every socket, waiting at most ``timeout`` seconds."""
+        for proxy in self.proxies.values():
+            for handle in proxy.pingers.values():
+                if handle is not None:
+                    handle.cancel()
+        closing = [asyncio.ensure_future(t.aclose()) for t in self.transports]
+        if closing:
+            _, pending = await asyncio.wait(closing, timeout=timeout)
+            for fut in pending:
+                fut.cancel()
+
+
+def _cert_files(certs: Path, stem: str) -> tuple[Path, Path]:
+    cert, key = certs / f"{stem}.pem", certs / f"{stem}.key"
+    for path in (cert, key):
+        if not path.is_file():
+            raise ServeError(
+                f"certificate file {path} is missing (run `sbcsim certs --out {certs}` first)"
+            )
+    return cert, key
+
+
+def _tls12(ctx: ssl.SSLContext) -> ssl.SSLContext:
+    # Part 7.1 [DOC]: TLS 1.2 with the ECDHE-RSA suites; [GAP] TLS 1.3, so it is not offered.
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    with contextlib.suppress(ssl.SSLError):
+        ctx.set_ciphers(
+            "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-RSA-AES128-GCM-SHA256:"
+            "ECDHE-RSA-AES256-SHA384:ECDHE-RSA-AES128-SHA256"
+        )
+    return ctx
+
+
+async def start_live_lab(
+    topology: Topology,
+    certs: Path,
+    *,
+    settings: MicrosoftSettings | None = None,
+    client_certs: str = "required",
+    seed: int | None = None,
+) -> LiveLab:
+    """Open every listener of the live lab; raises :class:`ServeError` on a setup problem."""
+    loop = asyncio.get_running_loop()
+    clock = LoopClock(loop)
+    config = settings or MicrosoftSettings()
+    ca_file = certs / "ca.pem"
+    if not ca_file.is_file():
+        raise ServeError(f"CA certificate {ca_file} is missing (run `sbcsim certs --out {certs}`)")
+    files = {p.fqdn: _cert_files(certs, p.fqdn) for p in topology.microsoft.proxies}
+    presence = PresenceService()
+    add_presence_users(presence, topology)
+    base = random.Random(seed)
+
+    def rng(name: str) -> random.Random:
+        return random.Random(f"{base.random()}:{name}")
+
+    service = DirectRoutingService(
+        topology,
+        config,
+        presence,
+        now=clock.now,
+        schedule=lambda delay, fn: loop.call_later(delay, fn),
+        resolve=topology.resolve,
+        rng_seed=rng,
+    )
+    service.require_certificate = client_certs == "required"
+    transports: list[LiveTransport] = []
+    listening: list[tuple[str, str, Address]] = []
+    proxies: dict[str, TeamsProxy] = {}
+
+    def call_at(when: float, fn: Callable[[], None]) -> asyncio.TimerHandle:
+        return loop.call_at(when, fn)
+
+    try:
+        for index, spec in enumerate(topology.microsoft.proxies):
+            cert, key = files[spec.fqdn]
+            proxy = TeamsProxy(
+                service,
+                index,
+                spec.fqdn,
+                spec.address,
+                spec.port,
+                clock_now=clock.now,
+                call_at=call_at,
+                ids=IdGenerator(rng(f"ids:{spec.fqdn}")),
+                rand=rng(f"rand:{spec.fqdn}").random,
+            )
+            server = _tls12(
+                server_context(
+                    cert, key, ca_file, require_client_cert=client_certs == "required"
+                )
+            )
+            server.num_tickets = 0
+            client = _tls12(client_context(ca_file, cert, key))
+            live = LiveTransport(proxy.node, loop, client_ssl_context=client)
+            transports.append(live)
+            bound = await live.listen_tls(spec.address, spec.port, server)
+            proxy.attach_transport(live)
+            service.proxies.append(proxy)
+            proxies[spec.fqdn] = proxy
+            listening.append((spec.fqdn, "tls", bound))
+        pstn = topology.pstn
+        node, pstn_transport = await live_node(
+            "pstn",
+            pstn.address,
+            transport=pstn.transport if pstn.transport != "tls" else "tcp",
+            port=pstn.port,
+            options=UaOptions(
+                user_agent="sbcsim-pstn-carrier", session_timer=SessionTimerConfig(enabled=False)
+            ),
+            seed=seed,
+        )
+        transports.append(pstn_transport)
+        listening.append(("pstn carrier", pstn.transport, (pstn.address, pstn.port)))
+        side = topology.sbc.pstn_side
+        carrier = PstnCarrier(topology, node, (side.address, side.port), transport=side.transport)
+    except (TransportError, ConfigError) as exc:
+        for transport in transports:
+            await transport.aclose()
+        raise ServeError(getattr(exc, "msg", str(exc))) from exc
+    return LiveLab(topology, service, proxies, carrier, transports, listening)
+
+
+async def _run(lab: LiveLab, duration: float | None) -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        if duration is None:
+            await stop.wait()
+        else:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), duration)
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(sig)
+        await lab.aclose()
+
+
+def _table(lab: LiveLab) -> Table:
+    table = Table(title="sbcsim serve: the emulated Microsoft side is listening")
+    table.add_column("who")
+    table.add_column("transport")
+    table.add_column("address")
+    for who, transport, (host, port) in lab.listening:
+        table.add_row(who, transport, f"{host}:{port}")
+    sbc = lab.topology.sbc
+    table.add_row(
+        "SBC (expected)",
+        sbc.microsoft_side.transport,
+        f"{sbc.microsoft_side.address}:{sbc.microsoft_side.port}",
+    )
+    table.add_row(
+        "SBC PSTN side (expected)",
+        sbc.pstn_side.transport,
+        f"{sbc.pstn_side.address}:{sbc.pstn_side.port}",
+    )
+    return table
+
+
+@click.command("serve")
+@click.option(
+    "--topology",
+    "topology_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Topology YAML (default: the shipped topology).",
+)
+@click.option(
+    "--certs",
+    "certs_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("certs"),
+    show_default=True,
+    help="Directory written by `sbcsim certs` (ca.pem and one <fqdn>.pem/.key per proxy).",
+)
+@click.option(
+    "--client-certs",
+    type=click.Choice(["required", "optional"]),
+    default="required",
+    show_default=True,
+    help="Require the SBC's TLS client certificate (Direct Routing does), or accept clients "
+    "without one (for test tools that cannot present a certificate).",
+)
+@click.option(
+    "--duration",
+    type=float,
+    default=None,
+    help="Stop after this many seconds (default: run until SIGINT/SIGTERM).",
+)
+@click.pass_context
+def serve(
+    ctx: click.Context,
+    topology_file: Path | None,
+    certs_dir: Path,
+    client_certs: str,
+    duration: float | None,
+) -> None:
+    """Run Microsoft's three proxies, the Teams users and the PSTN phones on real sockets."""
+    console = _console(ctx)
+    try:
+        topology = load_topology(topology_file)
+    except ConfigError as exc:
+        console.print(f"sbcsim serve: invalid topology:\n{exc}", markup=False)
+        ctx.exit(EXIT_USAGE)
+
+    async def main() -> int:
+        try:
+            lab = await start_live_lab(topology, certs_dir, client_certs=client_certs)
+        except ServeError as exc:
+            console.print(f"sbcsim serve: {exc}", markup=False)
+            return EXIT_USAGE
+        console.print(_table(lab))
+        console.print("ready: press Ctrl-C to stop", markup=False)
+        await _run(lab, duration)
+        console.print("stopped", markup=False)
+        return EXIT_OK
+
+    ctx.exit(asyncio.run(main()))
+
+
+if __name__ == "__main__":  # pragma: no cover - `python -m sbcsim.serve` for tests and tools
+    serve()
