@@ -35,6 +35,7 @@ import csv
 import gc
 import json
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -56,8 +57,6 @@ from sbcsim.stack import sim_node
 TARGET_BYTES = 20 * 1024
 CALLER_HOST = "10.0.0.1"
 CALLEE_HOST = "10.0.0.2"
-SIPP_UAS_PORT = 5070
-SIPP_UAC_PORT = 5071
 
 
 class _NoCapture(list[CapturedPacket]):
@@ -120,11 +119,12 @@ def user_agent(node: Node | None) -> UserAgent:
 
 
 def hold_calls(lab: Lab, calls: int, rate: float) -> None:
-    """Place ``calls`` calls at ``rate`` per (virtual) second and wait until each is up on both
-    sides and nothing but the dialogs is left (every transaction and timer over)."""
+    """Place ``calls`` more calls at ``rate`` per (virtual) second and wait until each is up on
+    both sides and nothing but the dialogs is left (every transaction and timer over)."""
     caller = lab.caller
     assert caller is not None and lab.answer is not None
     ua = user_agent(caller)
+    total = lab.established + calls
     sdp = g711_sdp(CALLER_HOST, 30000)
     placed = 0
 
@@ -147,15 +147,15 @@ def hold_calls(lab: Lab, calls: int, rate: float) -> None:
     lab.sim.call_soon(place)
     answer = lab.answer
     done = lab.sim.run_until(
-        lambda: lab.established == calls and answer.stats.established == calls,
+        lambda: lab.established == total and answer.stats.established == total,
         calls / rate + 60.0,
     )
     if not done:
-        raise RuntimeError(f"only {lab.established} of {calls} calls came up")
+        raise RuntimeError(f"only {lab.established} of {total} calls came up")
     lab.sim.run_until_idle(120.0)
     for node in (lab.caller, lab.callee):
         stack = user_agent(node)
-        if stack.active_calls != calls or len(stack._tl) or stack.get_timer() is not None:
+        if stack.active_calls != total or len(stack._tl) or stack.get_timer() is not None:
             raise RuntimeError(f"{node.name if node else '?'}: not only dialogs are left")
     if lab.sim.next_deadline() is not None:
         raise RuntimeError("the simulator still has work queued")
@@ -166,7 +166,7 @@ def tear_down(lab: Lab, side: str) -> None:
     it), so that what it held can be freed."""
     node = lab.callee if side == "callee" else lab.caller
     assert node is not None and node.transport is not None
-    node.transport.close()  # type: ignore[attr-defined]
+    node.transport.close()
     node.transport = None
     node.on_event = None
     if side == "callee":
@@ -217,19 +217,26 @@ def measure_traced(calls: int, rate: float) -> TracedFigures:
 
 
 def rss_child(calls: int, rate: float) -> None:
-    """Run in a fresh interpreter: print the RSS figures as JSON."""
+    """Run in a fresh interpreter: N calls, then N more; print VmRSS at each step as JSON."""
     lab = new_lab()
     build_caller(lab)
     build_callee(lab)
     gc.collect()
-    before = rss_bytes()
-    hold_calls(lab, calls, rate)
-    gc.collect()
-    after = rss_bytes()
-    print(json.dumps({"before": before, "after": after, "calls": calls}))
+    steps = [rss_bytes()]
+    for _ in range(2):
+        hold_calls(lab, calls, rate)
+        gc.collect()
+        steps.append(rss_bytes())
+    print(json.dumps(steps))
 
 
-def measure_rss(calls: int, rate: float, timeout: float) -> float:
+@dataclass
+class RssFigures:
+    first: float  # bytes per call for the first N calls (set-up high-water included)
+    next: float  # bytes per call for N more calls (the allocator reuses the set-up memory)
+
+
+def measure_rss(calls: int, rate: float, timeout: float) -> RssFigures:
     done = subprocess.run(
         [sys.executable, __file__, "--rss-child", "--calls", str(calls), "--rate", str(rate)],
         capture_output=True,
@@ -237,8 +244,8 @@ def measure_rss(calls: int, rate: float, timeout: float) -> float:
         timeout=timeout,
         check=True,
     )
-    figures = json.loads(done.stdout.strip().splitlines()[-1])
-    return float(figures["after"] - figures["before"]) / calls
+    idle, first, second = json.loads(done.stdout.strip().splitlines()[-1])
+    return RssFigures((first - idle) / calls, (second - first) / calls)
 
 
 @dataclass
@@ -247,6 +254,14 @@ class SippFigures:
     held: int
     per_call: float
     seconds: float
+
+
+def _free_udp_port() -> int:
+    """A UDP port on 127.0.0.1 that nobody is bound to right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def _current_calls(stat_file: Path) -> int:
@@ -267,8 +282,9 @@ def measure_sipp(calls: int, rate: float, pause: float, timeout: float) -> SippF
     with tempfile.TemporaryDirectory(prefix="sbcsim-dialog-memory-") as tmp:
         stat_file = Path(tmp) / "uas.csv"
         common = ["-nostdin", "-i", "127.0.0.1"]
+        uas_port, uac_port = _free_udp_port(), _free_udp_port()
         uas = subprocess.Popen(
-            [sipp, "-sn", "uas", "-p", str(SIPP_UAS_PORT), *common, "-trace_stat", "-stf",
+            [sipp, "-sn", "uas", "-p", str(uas_port), *common, "-trace_stat", "-stf",
              str(stat_file), "-fd", "1"],
             cwd=tmp, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
@@ -280,7 +296,7 @@ def measure_sipp(calls: int, rate: float, pause: float, timeout: float) -> SippF
                 return f"sipp uas exited with {uas.returncode}"
             before = rss_bytes(uas.pid)
             uac = subprocess.Popen(
-                [sipp, "-sn", "uac", f"127.0.0.1:{SIPP_UAS_PORT}", "-p", str(SIPP_UAC_PORT),
+                [sipp, "-sn", "uac", f"127.0.0.1:{uas_port}", "-p", str(uac_port),
                  *common, "-m", str(calls), "-r", str(int(rate)), "-d", str(int(pause * 1000))],
                 cwd=tmp, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )  # fmt: skip
@@ -310,8 +326,9 @@ def kb(value: float) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--calls", type=int, default=10_000)
-    ap.add_argument("--rate", type=float, default=200.0, help="calls per second")
+    ap.add_argument("--rate", type=float, default=50.0, help="virtual calls per second")
     ap.add_argument("--no-sipp", action="store_true", help="skip the SIPp reference")
+    ap.add_argument("--sipp-rate", type=float, default=500.0, help="SIPp uac calls per second")
     ap.add_argument("--sipp-pause", type=float, default=600.0, help="SIPp uac hold, seconds")
     ap.add_argument("--sipp-timeout", type=float, default=180.0)
     ap.add_argument("--rss-child", action="store_true", help=argparse.SUPPRESS)
@@ -323,22 +340,28 @@ def main() -> int:
     calls = args.calls
     traced_figures = measure_traced(calls, args.rate)
     rss = measure_rss(calls, args.rate, timeout=600.0)
-    peer = None if args.no_sipp else measure_sipp(calls, args.rate, args.sipp_pause,
-                                                   args.sipp_timeout)  # fmt: skip
+    peer = None
+    if not args.no_sipp:
+        peer = measure_sipp(calls, args.sipp_rate, args.sipp_pause, args.sipp_timeout)
     table = Table(title=f"Memory per established dialog, {calls:,} concurrent calls (KB)")
-    for col in ("who", "side", "tracemalloc KB/call", "RSS KB/call", "target"):
-        table.add_column(col, justify="left" if col in ("who", "side") else "right")
+    for col in ("stack", "side", "traced", "RSS", "target"):
+        table.add_column(col, justify="left" if col in ("stack", "side") else "right")
     t = traced_figures
     target = f"<= {kb(TARGET_BYTES)}"
-    table.add_row("sbcsim (simulation)", "caller UA", kb(t.caller), "-", target)
-    table.add_row("sbcsim (simulation)", "callee UA", kb(t.callee), "-", target)
-    table.add_row("sbcsim (simulation)", "both UAs", kb(t.total), kb(rss), "")
+    table.add_row("sbcsim", "caller UA", kb(t.caller), "-", target)
+    table.add_row("sbcsim", "callee UA", kb(t.callee), "-", target)
+    table.add_row("sbcsim", "both UAs", kb(t.total), kb(rss.next), "")
     if isinstance(peer, SippFigures):
-        table.add_row("SIPp 3.x uas (peer)", "callee", "-", kb(peer.per_call), "")
+        table.add_row("SIPp uas", "callee", "-", kb(peer.per_call), "")
     console.print(table)
     console.print(
         f"idle UAs: caller {t.idle_caller:,} B, callee {t.idle_callee:,} B (subtracted); "
         f"traced run {t.seconds:.1f} s wall"
+    )
+    console.print(
+        f"sbcsim RSS: {kb(rss.next)} KB/call for {calls:,} calls on top of {calls:,} "
+        f"established ones; {kb(rss.first)} KB/call for the first {calls:,} (with the "
+        "allocator's high-water from call set-up)"
     )
     if isinstance(peer, str):
         console.print(f"SIPp reference not measured: {peer}")
