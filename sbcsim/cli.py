@@ -37,14 +37,41 @@ def _console(ctx: click.Context) -> Console:
     return console
 
 
+def configure_logging(level: str) -> None:
+    """Structured logs go to stderr (stdout is for results); ``level`` filters them."""
+    import logging
+
+    import structlog
+
+    structlog.configure(
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso"),
+            structlog.dev.ConsoleRenderer(colors=False),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper())),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="sbcsim")
-def main() -> None:
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+    default="warning",
+    show_default=True,
+    envvar="SBCSIM_LOG_LEVEL",
+    help="structured logs on stderr at this level and above",
+)
+def main(log_level: str) -> None:
     """sbcsim: a Microsoft Teams Direct Routing certification lab in a box.
 
     It emulates Microsoft's three SIP proxies, Teams users, a PSTN carrier and a contact center
     around a Session Border Controller, and scores certification-style test plans against it.
     """
+    configure_logging(log_level)
 
 
 def parse_verdict(data: bytes, transport: str = "udp", role: str = "uas") -> dict[str, Any]:
@@ -151,9 +178,12 @@ def parse(ctx: click.Context, file: Path, transport: str, role: str) -> None:
 
 def _register_commands() -> None:
     from sbcsim.config.commands import certs, validate
+    from sbcsim.endpoints.sbc_live import mutants, sbc
+    from sbcsim.serve import serve
+    from sbcsim.testplan.commands import list_cmd, run
 
-    main.add_command(certs)
-    main.add_command(validate)
+    for command in (run, list_cmd, validate, parse, mutants, serve, sbc, certs):
+        main.add_command(command)
 
 
 _register_commands()

@@ -99,13 +99,10 @@ def _cert_files(certs: Path, stem: str) -> tuple[Path, Path]:
 
 
 def _tls12(ctx: ssl.SSLContext) -> ssl.SSLContext:
-    # Part 7.1 [DOC]: TLS 1.2 with the ECDHE-RSA suites; [GAP] TLS 1.3, so it is not offered.
+    # Part 7.1 [DOC]: TLS 1.2 (the four ECDHE-RSA suites are all in OpenSSL's default list);
+    # [GAP] TLS 1.3, so it is not offered.  The suites are not narrowed further: lab
+    # certificates carry EC keys, which the ECDHE-RSA suites cannot use.
     ctx.maximum_version = ssl.TLSVersion.TLSv1_2
-    with contextlib.suppress(ssl.SSLError):
-        ctx.set_ciphers(
-            "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-RSA-AES128-GCM-SHA256:"
-            "ECDHE-RSA-AES256-SHA384:ECDHE-RSA-AES128-SHA256"
-        )
     return ctx
 
 
@@ -164,9 +161,7 @@ async def start_live_lab(
                 rand=rng(f"rand:{spec.fqdn}").random,
             )
             server = _tls12(
-                server_context(
-                    cert, key, ca_file, require_client_cert=client_certs == "required"
-                )
+                server_context(cert, key, ca_file, require_client_cert=client_certs == "required")
             )
             server.num_tickets = 0
             client = _tls12(client_context(ca_file, cert, key))
@@ -199,12 +194,14 @@ async def start_live_lab(
     return LiveLab(topology, service, proxies, carrier, transports, listening)
 
 
-async def _run(lab: LiveLab, duration: float | None) -> None:
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
+def _install_stop(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
+
+
+async def _run(lab: LiveLab, stop: asyncio.Event, duration: float | None) -> None:
+    loop = asyncio.get_running_loop()
     try:
         if duration is None:
             await stop.wait()
@@ -286,6 +283,9 @@ def serve(
         ctx.exit(EXIT_USAGE)
 
     async def main() -> int:
+        stop = asyncio.Event()
+        # Signals are caught from the start, so a stop request during start-up is not lost.
+        _install_stop(asyncio.get_running_loop(), stop)
         try:
             lab = await start_live_lab(topology, certs_dir, client_certs=client_certs)
         except ServeError as exc:
@@ -293,7 +293,7 @@ def serve(
             return EXIT_USAGE
         console.print(_table(lab))
         console.print("ready: press Ctrl-C to stop", markup=False)
-        await _run(lab, duration)
+        await _run(lab, stop, duration)
         console.print("stopped", markup=False)
         return EXIT_OK
 

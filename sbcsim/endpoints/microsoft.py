@@ -193,13 +193,17 @@ class MicrosoftSettings:
             if not value > 0:
                 raise ConfigError(f"MicrosoftSettings.{name} must be positive, got {value!r}")
         if self.ack_timeout is not None and not self.ack_timeout > 0:
-            raise ConfigError(f"MicrosoftSettings.ack_timeout must be positive, got {self.ack_timeout!r}")
+            raise ConfigError(
+                f"MicrosoftSettings.ack_timeout must be positive, got {self.ack_timeout!r}"
+            )
         if self.min_se < 90 or self.session_expires < self.min_se:
             raise ConfigError("MicrosoftSettings needs 90 <= min_se <= session_expires (RFC 4028)")
         for name in ("replaces_rejection_status", "referred_by_mismatch_status"):
             value = getattr(self, name)
             if not 400 <= value <= 699:
-                raise ConfigError(f"MicrosoftSettings.{name} must be a 4xx-6xx status, got {value!r}")
+                raise ConfigError(
+                    f"MicrosoftSettings.{name} must be a 4xx-6xx status, got {value!r}"
+                )
         if not self.regions:
             raise ConfigError("MicrosoftSettings.regions needs at least one region label")
 

@@ -43,7 +43,9 @@ __all__ = ["PstnCall", "PstnCallState", "PstnCarrier", "PstnPhoneAgent", "pstn_s
 PstnCallState = Literal["calling", "ringing", "connected", "ended", "failed"]
 
 
-def pstn_sdp(host: str, port: int, session: int, *, direction: Direction = Direction.SENDRECV) -> bytes:
+def pstn_sdp(
+    host: str, port: int, session: int, *, direction: Direction = Direction.SENDRECV
+) -> bytes:
     """A carrier's G.711 offer/answer (RTP/AVP, PCMU/PCMA, telephone-event) with a direction."""
     body = g711_sdp(host, port, session)
     if direction is Direction.SENDRECV:
@@ -176,10 +178,14 @@ class PstnCarrier:
         return self.node.call_later(delay, fn)
 
     def _sdp(self, call: PstnCall, direction: Direction = Direction.SENDRECV) -> bytes:
-        return pstn_sdp(self.media_host, 40000 + 2 * (call.session % 10000), call.session, direction=direction)
+        return pstn_sdp(
+            self.media_host, 40000 + 2 * (call.session % 10000), call.session, direction=direction
+        )
 
     # -- outbound -----------------------------------------------------------------------------------
-    def place(self, phone: PstnPhoneAgent, to_number: str, headers: tuple[tuple[str, str], ...] = ()) -> PstnCall:
+    def place(
+        self, phone: PstnPhoneAgent, to_number: str, headers: tuple[tuple[str, str], ...] = ()
+    ) -> PstnCall:
         self._session += 1
         sbc_host, sbc_port = self.sbc_address
         host = f"[{sbc_host}]" if ":" in sbc_host else sbc_host
@@ -323,7 +329,16 @@ class PstnCarrier:
         except LocalProtocolError:
             caller = ""
         self._session += 1
-        call = PstnCall(phone.number, "inbound", ref, caller, now, state="ringing", request=request, session=self._session)
+        call = PstnCall(
+            phone.number,
+            "inbound",
+            ref,
+            caller,
+            now,
+            state="ringing",
+            request=request,
+            session=self._session,
+        )
         if request.body:
             call.remote_sdp = request.body
         self._track(phone, call)

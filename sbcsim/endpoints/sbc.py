@@ -90,10 +90,16 @@ if TYPE_CHECKING:
 __all__ = [
     "SBC_CODECS",
     "SRTP_SUITE",
+    "MicrosoftSideStack",
     "ReferenceSbc",
+    "Resolve",
     "SbcEvent",
     "SbcSettings",
+    "microsoft_side_options",
     "normalise_number",
+    "pstn_side_options",
+    "sbc_identity",
+    "trusts_microsoft",
 ]
 
 log = structlog.get_logger("sbcsim.sbc")
@@ -652,11 +658,15 @@ class ReferenceSbc:
         # Part 1.1 [DOC]: the SBC starts the OPTIONS exchange; Part 1.3 [DOC]: every minute
         self._options_timer = self._later(self.settings.options_start_delay, self._options_cycle)
 
-    def close(self) -> None:
-        """Stop the keep-alive cycle and close both transports."""
+    def stop(self) -> None:
+        """Stop the keep-alive cycle (calls in progress are left as they are)."""
         if self._options_timer is not None:
             self._options_timer.cancel()
             self._options_timer = None
+
+    def close(self) -> None:
+        """Stop the keep-alive cycle and close both transports."""
+        self.stop()
         for node in (self.ms_node, self.pstn_node):
             if node.transport is not None:
                 node.transport.close()
@@ -690,7 +700,10 @@ class ReferenceSbc:
 
     def _event(self, kind: str, call_id: str = "", detail: str = "") -> None:
         self.events.append(SbcEvent(self._now(), kind, call_id, detail))
-        self.log.info(kind, call_id=call_id, detail=detail)
+        if kind.startswith("options_"):
+            self.log.debug(kind, detail=detail)  # once a minute per proxy: not worth a line
+        else:
+            self.log.info(kind, call_id=call_id, detail=detail)
 
     def _new_leg(self, side: Side) -> _MediaLeg:
         self._next_session += 1
@@ -1095,15 +1108,21 @@ class ReferenceSbc:
     # -------------------------------------------------------------------- inbound: PSTN -> Teams
 
     def _inbound_call(
-        self, call: CallRef, request: Request, headers: tuple[tuple[str, str], ...] = ()
+        self,
+        call: CallRef,
+        request: Request,
+        headers: tuple[tuple[str, str], ...] = (),
+        route: tuple[Tenant, str] | None = None,
     ) -> None:
+        """A carrier call toward Microsoft; ``route`` (tenant, number) skips the routing table."""
         now = self._now()
-        number = self._number(_uri_user(request.uri))
+        number = route[1] if route is not None else self._number(_uri_user(request.uri))
         if number is None:
             self.pstn_ua.respond(call, 484, now=now)
             self._event("call_rejected", request.call_id, "484 not an E.164 number")
             return
-        tenant = self.topology.tenant_for_number(number)  # routing table: range -> tenant
+        # routing table: the tenant whose number ranges hold the called number (Part 4.3)
+        tenant = route[0] if route is not None else self.topology.tenant_for_number(number)
         if tenant is None:
             self.pstn_ua.respond(call, 404, now=now)
             self._event("call_rejected", request.call_id, f"404 no tenant for {number}")
@@ -1190,7 +1209,6 @@ class ReferenceSbc:
         if bridge.teams is not None:
             self._teams_calls.pop(bridge.teams.id, None)
         bridge.teams = call
-        bridge.sent_18x.clear()
         self._teams_calls[call.id] = bridge
 
     def _teams_progress(self, call: CallRef, status: int, reason: str, sdp: bytes | None) -> None:
@@ -1374,7 +1392,7 @@ class ReferenceSbc:
         bridge = self._index(side).get(call.id)
         contact: str | None = None
         if side == "teams" and bridge is not None:
-            contact = self._teams_contact(bridge.tenant, bridge.teams_number)
+            contact = self._teams_contact(bridge.tenant, bridge.pstn_number)
         try:
             self._ua(side).respond(
                 call, status, reason=reason or None, sdp=sdp, contact=contact, now=self._now()
@@ -1442,6 +1460,7 @@ class ReferenceSbc:
         self._tear_down(bridge, side)
 
     def _leg_ended(self, side: Side, call: CallRef) -> None:
+        self._bye_on_ack.discard((side, call.id))
         bridge = self._index(side).pop(call.id, None)
         if bridge is None:
             return
@@ -1700,9 +1719,7 @@ class ReferenceSbc:
         """Part 5.4 [DOC]: "The SBC must support Invite with Replaces" from Microsoft."""
         now = self._now()
         bridge = self._teams_calls.get(old.id)
-        contact = (
-            None if bridge is None else self._teams_contact(bridge.tenant, bridge.teams_number)
-        )
+        contact = None if bridge is None else self._teams_contact(bridge.tenant, bridge.pstn_number)
         if bridge is None or bridge.teams != old or bridge.pstn is None:
             self.ms_ua.respond(call, 481, now=now)
             return
@@ -1735,7 +1752,8 @@ class ReferenceSbc:
             dialog = self.ms_ua.dialog_id(bridge.teams)
             if dialog is not None:
                 # the fault: a new INVITE toward Microsoft naming the Microsoft dialog
-                self._inbound_call(call, request, (("Replaces", replaces_value(dialog)),))
+                replaces = (("Replaces", replaces_value(dialog)),)
+                self._inbound_call(call, request, replaces, (bridge.tenant, bridge.teams_number))
                 return
         # Part 5.4 [DOC]: the SBC never sends Replaces to Microsoft; it swaps its own leg
         leg = self._new_leg("pstn")

@@ -20,9 +20,10 @@ datacenter: 503 + Retry-After) and :meth:`TeamsProxy.go_silent` (a datacenter th
 from __future__ import annotations
 
 import base64
+import contextlib
 import re
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -46,18 +47,17 @@ from sbcsim.dialog import (
     UserAgent,
 )
 from sbcsim.endpoints.microsoft import MICROSOFT_ALLOW, MicrosoftSettings
-from sbcsim.endpoints.teams_users import Alert, TeamsUserAgent, mri_of, tenant_guid
+from sbcsim.endpoints.teams_users import Alert, TeamsUserAgent, mri_of
 from sbcsim.errors import LocalProtocolError, ProtocolError, TransportError
 from sbcsim.ids import IdGenerator
 from sbcsim.net.base import Address, PeerInfo, TransportLayer, TransportName
 from sbcsim.net.names import name_matches
 from sbcsim.node import Cancellable, Node
 from sbcsim.presence.model import PresenceService
-from sbcsim.sip.headers import NameAddr
 from sbcsim.sip.message import Request, Response
 from sbcsim.sip.policy import UasPolicy
 from sbcsim.sip.sdp import Direction, SessionDescription
-from sbcsim.sip.uri import SipUri, parse_uri
+from sbcsim.sip.uri import SipUri
 from sbcsim.topology import CallQueue, Tenant, Topology
 from sbcsim.transaction.timers import TimerConfig
 
@@ -369,6 +369,14 @@ class _Wire:
             uppercase=settings.uppercase_headers,
             strip_options_tag=not settings.options_200_to_tag,
         )
+        if settings.in_dialog_from_other_proxy and _in_dialog_request(data):
+            sibling = self.proxy.service.sibling(self.proxy)
+            if sibling is not None and sibling.wire.inner is not None:
+                # Part 2.4 [SUP]: a new in-dialog request "can come from any of the IP
+                # addresses by using new TLS connection"; the answer comes back to the
+                # sibling, which hands it over by the Via address (see _FrontDoor).
+                sibling.wire.inner.send(data, remote, transport, server_name=server_name)
+                return
         self.inner.send(
             data, remote, transport, server_name=server_name, connection_id=connection_id
         )
@@ -381,6 +389,17 @@ class _Wire:
     def close(self) -> None:
         if self.inner is not None:
             self.inner.close()
+
+
+def _in_dialog_request(data: bytes) -> bool:
+    """A request with a To-tag (inside a dialog), judged on the raw bytes."""
+    if data.startswith(b"SIP/2.0 "):
+        return False
+    for line in data.split(b"\r\n\r\n", 1)[0].split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() in (b"to", b"t"):
+            return b";tag=" in value.lower()
+    return False
 
 
 class _FrontDoor:
@@ -400,6 +419,13 @@ class _FrontDoor:
     def receive(self, message: Request | Response, peer: PeerInfo, now: float) -> None:
         if self.proxy.silent:
             return
+        if isinstance(message, Response):
+            owner = self.proxy.service.proxy_by_via(message, self.proxy)
+            if owner is not None:
+                # A response to a request a sibling sent from this proxy's address.
+                owner.front.ua.receive(message, peer, now)
+                owner.node.flush()
+                return
         if (
             isinstance(message, Request)
             and message.method == "INVITE"
@@ -461,7 +487,9 @@ class SbcLeg:
     dial: Dial | None = None
     timer: Cancellable | None = None
 
-    def sdp(self, direction: Direction = Direction.SENDRECV, *, address: str | None = None) -> bytes:
+    def sdp(
+        self, direction: Direction = Direction.SENDRECV, *, address: str | None = None
+    ) -> bytes:
         """This leg's Media Processor SDP (the same session, a new version each change)."""
         settings = self.proxy.service.settings
         return media_processor_sdp(
@@ -765,6 +793,9 @@ class TeamsProxy:
 
     def _event(self, event: object) -> None:
         self.service.on_event(self, event)
+        # What this event made other proxies send (a hunt moving to the next datacenter, a
+        # transfer's leg on another proxy) goes out now; this proxy's node flushes itself.
+        self.service.flush()
 
     def poke(self) -> None:
         self.node.poke()
@@ -797,7 +828,9 @@ class TeamsProxy:
         headers: list[tuple[str, str]] = []
         if trunk_settings.forward_pai:
             # Part 3.1 [DOC]: PAI with Privacy: id when ForwardPai is on.
-            headers.append(("P-Asserted-Identity", f"<sip:{caller}@{self.fqdn}:{self.port};user=phone>"))
+            headers.append(
+                ("P-Asserted-Identity", f"<sip:{caller}@{self.fqdn}:{self.port};user=phone>")
+            )
             headers.append(("Privacy", "id"))
         headers += dial.headers
         session = service.next_session()
@@ -934,6 +967,26 @@ class DirectRoutingService:
             if proxy.fqdn == fqdn:
                 return proxy
         raise KeyError(fqdn)
+
+    def sibling(self, proxy: TeamsProxy) -> TeamsProxy | None:
+        """The next answering proxy after ``proxy`` (another datacenter)."""
+        count = len(self.proxies)
+        start = self.proxies.index(proxy) if proxy in self.proxies else 0
+        for step in range(1, count):
+            other = self.proxies[(start + step) % count]
+            if not other.silent:
+                return other
+        return None
+
+    def proxy_by_via(self, response: Response, receiver: TeamsProxy) -> TeamsProxy | None:
+        """The proxy whose address a response's top Via names, when it is not ``receiver``."""
+        try:
+            host = response.top_via.host
+        except ProtocolError:
+            return None
+        if host == receiver.address:
+            return None
+        return next((p for p in self.proxies if p.address == host), None)
 
     def user(self, upn: str) -> TeamsUserAgent:
         return self.users[upn.lower()]
@@ -1104,45 +1157,66 @@ class DirectRoutingService:
     require_certificate = True
 
     def _known_fqdn(self, fqdn: str) -> bool:
-        return self.topology.is_carrier_fqdn(fqdn) or self.topology.tenant_for_fqdn(fqdn) is not None
+        return (
+            self.topology.is_carrier_fqdn(fqdn) or self.topology.tenant_for_fqdn(fqdn) is not None
+        )
 
-    def _on_options(
-        self, proxy: TeamsProxy, handle: Any, request: Request, peer: PeerInfo
-    ) -> None:
+    def _on_options(self, proxy: TeamsProxy, handle: Any, request: Request, peer: PeerInfo) -> None:
         now = self.now()
         ua = proxy.ua
         forced = proxy.forced
         if forced is not None and "OPTIONS" in forced[2]:
             extra = [("Retry-After", str(forced[1]))] if forced[1] is not None else []
             ua.respond_request(handle, forced[0], headers=extra, now=now)
-            self.options.append(OptionsExchange(now, proxy.fqdn, "inbound", None, forced[0], peer.connection_id, "forced"))
+            self.options.append(
+                OptionsExchange(
+                    now, proxy.fqdn, "inbound", None, forced[0], peer.connection_id, "forced"
+                )
+            )
             return
         fqdn, problem = self._identify(proxy, request, peer)
         if problem in ("certificate-mismatch", "no-client-certificate", "not-tls"):
             # Part 1.1 [SUP] step 2, Part 12.1: the TLS connection is closed, no answer.
             proxy.close_connection(peer, problem)
-            self.options.append(OptionsExchange(now, proxy.fqdn, "inbound", fqdn, None, peer.connection_id, problem))
+            self.options.append(
+                OptionsExchange(now, proxy.fqdn, "inbound", fqdn, None, peer.connection_id, problem)
+            )
             return
         if problem is not None:
             # Part 1.2 [DOC]: an IP in Contact is refused with 403 (a missing Contact: [GAP] 400).
             status = 403 if problem == "ip-in-contact" else 400
             ua.respond_request(handle, status, headers=self._reason(status, problem), now=now)
-            self.options.append(OptionsExchange(now, proxy.fqdn, "inbound", fqdn, status, peer.connection_id, problem))
+            self.options.append(
+                OptionsExchange(
+                    now, proxy.fqdn, "inbound", fqdn, status, peer.connection_id, problem
+                )
+            )
             return
         assert fqdn is not None
         if not self._known_fqdn(fqdn):
             # Part 12.2 [INF]: 403 or a silent drop (settings.unknown_fqdn_options).
             if self.settings.unknown_fqdn_options == "403":
-                ua.respond_request(handle, 403, headers=self._reason(403, "510532 No trunk config was found"), now=now)
-                status: int | None = 403
+                ua.respond_request(
+                    handle,
+                    403,
+                    headers=self._reason(403, "510532 No trunk config was found"),
+                    now=now,
+                )
+                answered: int | None = 403
             else:
-                status = None
-            self.options.append(OptionsExchange(now, proxy.fqdn, "inbound", fqdn, status, peer.connection_id, "unknown-fqdn"))
+                answered = None
+            self.options.append(
+                OptionsExchange(
+                    now, proxy.fqdn, "inbound", fqdn, answered, peer.connection_id, "unknown-fqdn"
+                )
+            )
             return
         # Part 1.1 [SUP] step 4 / Part 1.2 [OBS]: 200 on the same connection, with ALLOW and
         # SERVER (the UA adds Server; the wire writes names in upper case).
         ua.respond_request(handle, 200, headers=(("Allow", MICROSOFT_ALLOW),), now=now)
-        self.options.append(OptionsExchange(now, proxy.fqdn, "inbound", fqdn, 200, peer.connection_id))
+        self.options.append(
+            OptionsExchange(now, proxy.fqdn, "inbound", fqdn, 200, peer.connection_id)
+        )
         self.options_seen(fqdn, proxy)
         # Part 1.1 [DOC] (S6) step 5: then the proxy pings the SBC back.
         target = self._options_target(request, fqdn)
@@ -1197,7 +1271,14 @@ class DirectRoutingService:
             value += f';text="{text}"'
         return [("Reason", value)]
 
-    def _reject(self, leg_or_proxy: SbcLeg, status: int, rule: str, text: str, extra: Sequence[tuple[str, str]] = ()) -> None:
+    def _reject(
+        self,
+        leg_or_proxy: SbcLeg,
+        status: int,
+        rule: str,
+        text: str,
+        extra: Sequence[tuple[str, str]] = (),
+    ) -> None:
         leg = leg_or_proxy
         record = leg.record
         if rule:
@@ -1207,10 +1288,10 @@ class DirectRoutingService:
         record.sent.append((self.now(), status, None))
         leg.state = "failed"
         leg.proxy.legs.pop(leg.ref.id, None)
-        try:
-            leg.proxy.ua.respond(leg.ref, status, headers=[*extra, *self._reason(status, text)], now=self.now())
-        except LocalProtocolError:
-            pass
+        with contextlib.suppress(LocalProtocolError):
+            leg.proxy.ua.respond(
+                leg.ref, status, headers=[*extra, *self._reason(status, text)], now=self.now()
+            )
 
     def _on_invite(self, proxy: TeamsProxy, event: IncomingCall) -> None:
         now = self.now()
@@ -1283,7 +1364,12 @@ class DirectRoutingService:
         if target_user is not None and target_user.tenant.id != tenant.id:
             target_user = None
         if target_user is None and target_queue is None:
-            self._reject(leg, 404, "unknown-number", "511404 Getting user info by number from RuntimeAPI failed")
+            self._reject(
+                leg,
+                404,
+                "unknown-number",
+                "511404 Getting user info by number from RuntimeAPI failed",
+            )
             return
         if not request.body:
             # Part 2.1 [DOC] no Delayed Offer; [INF] 415 (S21 540415).
@@ -1315,7 +1401,9 @@ class DirectRoutingService:
             self._send_early(leg, 183, self.new_tag(), sdp=True)
         self._route_to_user(call, target_user, first=True)
 
-    def _tenant_for(self, fqdn: str) -> tuple[Tenant | None, Literal["fqdn", "parent-domain"] | None]:
+    def _tenant_for(
+        self, fqdn: str
+    ) -> tuple[Tenant | None, Literal["fqdn", "parent-domain"] | None]:
         for tenant in self.topology.tenants:
             if fqdn in tenant.registered_names:
                 return tenant, "fqdn"
@@ -1325,7 +1413,15 @@ class DirectRoutingService:
                 return tenant, "parent-domain"
         return None, None
 
-    def _send_early(self, leg: SbcLeg, status: int, tag: str, *, sdp: bool = False, headers: Sequence[tuple[str, str]] = ()) -> None:
+    def _send_early(
+        self,
+        leg: SbcLeg,
+        status: int,
+        tag: str,
+        *,
+        sdp: bool = False,
+        headers: Sequence[tuple[str, str]] = (),
+    ) -> None:
         if leg.state != "early":
             return
         body = None
@@ -1353,7 +1449,11 @@ class DirectRoutingService:
                 self._dial_fork(call, user, target, cause=None)
                 rang = True
             else:
-                other = self._by_number.get(target) if target.startswith("+") else self.users.get(target)
+                other = (
+                    self._by_number.get(target)
+                    if target.startswith("+")
+                    else self.users.get(target)
+                )
                 if other is not None:
                     rang = self._alert_user(call, other) or rang
         if group is not None:
@@ -1449,7 +1549,9 @@ class DirectRoutingService:
             uri += f"?Reason={reason}"
         return f"<{uri}>;index={index}"
 
-    def _forward(self, call: MsCall, user: TeamsUserAgent, target: str, *, cause: int, text: str) -> None:
+    def _forward(
+        self, call: MsCall, user: TeamsUserAgent, target: str, *, cause: int, text: str
+    ) -> None:
         """Call forwarding (Part 5.5 [DOC]): to voicemail, another user or a number."""
         call.history.append(f"forward {user.upn} -> {target} ({cause})")
         leg = call.inbound
@@ -1468,13 +1570,26 @@ class DirectRoutingService:
         if other is None or not self._alert_user(call, other):
             self._fail_call(call, 480, "10037 No callee endpoints were found")
 
-    def _dial_fork(self, call: MsCall, user: TeamsUserAgent, number: str, *, cause: int | None, text: str | None = None) -> None:
+    def _dial_fork(
+        self,
+        call: MsCall,
+        user: TeamsUserAgent,
+        number: str,
+        *,
+        cause: int | None,
+        text: str | None = None,
+    ) -> None:
         """Ring a PSTN number for a Teams user's call (simultaneous ring or forward), with
         History-Info when ForwardCallHistory is on (Part 5.5 [DOC])."""
         headers: list[tuple[str, str]] = []
         if self.topology.trunk_settings(call.tenant).forward_call_history and user.number:
             entries = [
-                self._history_entry(user.number, "1", cause if cause is not None else 480, text or "Temporarily Unavailable"),
+                self._history_entry(
+                    user.number,
+                    "1",
+                    cause if cause is not None else 480,
+                    text or "Temporarily Unavailable",
+                ),
                 self._history_entry(number, "1.1", None, None),
             ]
             headers.append(("History-Info", ",".join(entries)))
@@ -1590,10 +1705,8 @@ class DirectRoutingService:
         call.users.append(user)
         user.calls.append(call)
         user._log(f"in call {call.id}")
-        try:
+        with contextlib.suppress(LookupError):
             self.presence.call_started(user.user.graph_id, self.now(), conference=call.conference)
-        except LookupError:
-            pass
 
     def _leave(self, call: MsCall, user: TeamsUserAgent) -> None:
         if user in call.users:
@@ -1601,10 +1714,8 @@ class DirectRoutingService:
         if call in user.calls:
             user.calls.remove(call)
             user._log(f"left call {call.id}")
-            try:
+            with contextlib.suppress(LookupError):
                 self.presence.call_ended(user.user.graph_id, self.now())
-            except LookupError:
-                pass
 
     def reject_alert(self, alert: Alert, status: int) -> None:
         call = alert.call
@@ -1712,7 +1823,14 @@ class DirectRoutingService:
         self.flush()
 
     # -- in-dialog from the SBC ------------------------------------------------------------------
-    def _on_reinvite(self, proxy: TeamsProxy, leg: SbcLeg | None, handle: Any, request: Request, sdp: bytes | None) -> None:
+    def _on_reinvite(
+        self,
+        proxy: TeamsProxy,
+        leg: SbcLeg | None,
+        handle: Any,
+        request: Request,
+        sdp: bytes | None,
+    ) -> None:
         now = self.now()
         ua = proxy.ua
         if leg is None:
@@ -1721,13 +1839,25 @@ class DirectRoutingService:
         if sdp is not None and _blackhole(sdp):
             # Part 8.4 [DOC]/[SUP] 531052: c=0.0.0.0 is not supported.
             leg.record.failed_rules.append("blackhole-hold")
-            ua.respond_request(handle, 488, headers=self._reason(488, "531052 Cannot negotiate a new modality with blackhole media"), now=now)
+            ua.respond_request(
+                handle,
+                488,
+                headers=self._reason(
+                    488, "531052 Cannot negotiate a new modality with blackhole media"
+                ),
+                now=now,
+            )
             return
         status = self.settings.one_way_hold_status
         if sdp is not None and status is not None and _one_way(sdp):
             # Part 8.4 [DOC]: only a=inactive is understood for hold.
             leg.record.failed_rules.append("one-way-hold")
-            ua.respond_request(handle, status, headers=self._reason(status, "only a=inactive is supported for hold"), now=now)
+            ua.respond_request(
+                handle,
+                status,
+                headers=self._reason(status, "only a=inactive is supported for hold"),
+                now=now,
+            )
             return
         direction = Direction.SENDRECV
         if sdp is not None:
@@ -1801,9 +1931,7 @@ class DirectRoutingService:
         E.164 number in the user part for a phone number."""
         user = self.users.get(target.lower()) or self._by_number.get(target)
         if user is not None:
-            uri = (
-                f"sip:{MICROSOFT_FQDN}:5061;transport=tls;x-m={user.mri};x-t={user.tenant_id}"
-            )
+            uri = f"sip:{MICROSOFT_FQDN}:5061;transport=tls;x-m={user.mri};x-t={user.tenant_id}"
             return f"<{uri}>", user
         return f"<sip:{target}@{MICROSOFT_FQDN}:5061;user=phone;transport=tls>", None
 
@@ -1823,15 +1951,19 @@ class DirectRoutingService:
         now = self.now()
         x_ti = str(uuid.UUID(int=self._rng.getrandbits(128)))
         if leg.refer_allowed:
-            refer_to, target_user = self._refer_target(target, call.tenant)
-            token = base64.urlsafe_b64encode(f"https://{MICROSOFT_FQDN}/calls/{x_ti}".encode()).decode()
+            refer_to, _target_user = self._refer_target(target, call.tenant)
+            token = base64.urlsafe_b64encode(
+                f"https://{MICROSOFT_FQDN}/calls/{x_ti}".encode()
+            ).decode()
             x_tt = token.lower().replace("=", "%3d")
             referred_by = self._referred_by(user, x_ti, x_tt)
             record = TransferRecord("refer", user.upn, target, now, refer_to, referred_by, x_ti)
             call.transfer = record
             self.transfers.append(record)
             self._pending_transfers[x_ti] = (record, call)
-            ref = leg.proxy.ua.refer(leg.ref, refer_to.strip("<>"), referred_by=referred_by, now=now)
+            ref = leg.proxy.ua.refer(
+                leg.ref, refer_to.strip("<>"), referred_by=referred_by, now=now
+            )
             leg.record.notes.append((now, f"REFER to {target}"))
             self._refer_refs[ref.id] = record
             self.schedule(self.settings.transfer_timeout, lambda: self._transfer_timeout(record))
@@ -1844,7 +1976,9 @@ class DirectRoutingService:
         self.flush()
         return record
 
-    def _internal_transfer(self, call: MsCall, user: TeamsUserAgent, leg: SbcLeg, target: str, record: TransferRecord) -> None:
+    def _internal_transfer(
+        self, call: MsCall, user: TeamsUserAgent, leg: SbcLeg, target: str, record: TransferRecord
+    ) -> None:
         """Part 5.1 [DOC] Option 1: Microsoft keeps the SBC leg and moves the media (re-INVITE to
         the new Media Processor session) while it reaches the target itself."""
         leg.sdp_version += 1
@@ -1870,7 +2004,15 @@ class DirectRoutingService:
             self._call_gone(call, f"transfer failed {status}")
 
         call.state = "connected"
-        dial = Dial(self, call, target, call.caller, purpose="transfer", on_answer=answered, on_failure=failed)
+        dial = Dial(
+            self,
+            call,
+            target,
+            call.caller,
+            purpose="transfer",
+            on_answer=answered,
+            on_failure=failed,
+        )
         call.dials.append(dial)
         dial.start()
 
@@ -1907,7 +2049,9 @@ class DirectRoutingService:
         if record.outcome == "pending":
             record.outcome = "failed"
 
-    def _transfer_for(self, request: Request) -> tuple[TransferRecord | None, MsCall | None, str | None] | None:
+    def _transfer_for(
+        self, request: Request
+    ) -> tuple[TransferRecord | None, MsCall | None, str | None] | None:
         """Whether an INVITE from the SBC is the new call of a REFER we sent, matched by the
         ``x-ti`` of its Referred-By, or by its Request-URI when Referred-By is missing."""
         value = request.headers.get("Referred-By")
@@ -1920,13 +2064,25 @@ class DirectRoutingService:
         for record, call in self._pending_transfers.values():
             if record.outcome != "pending" or record.new_invite_at is not None:
                 continue
-            if record.refer_to and record.refer_to.strip("<>").split(";")[0] in uri.split(";")[0] and (
-                "x-m" not in record.refer_to or ("x-m=" in uri and record.refer_to.split("x-m=")[1].split(";")[0] in uri)
+            if (
+                record.refer_to
+                and record.refer_to.strip("<>").split(";")[0] in uri.split(";")[0]
+                and (
+                    "x-m" not in record.refer_to
+                    or ("x-m=" in uri and record.refer_to.split("x-m=")[1].split(";")[0] in uri)
+                )
             ):
                 return record, call, value
         return None
 
-    def _on_transfer_invite(self, leg: SbcLeg, request: Request, record: TransferRecord | None, old: MsCall | None, value: str | None) -> None:
+    def _on_transfer_invite(
+        self,
+        leg: SbcLeg,
+        request: Request,
+        record: TransferRecord | None,
+        old: MsCall | None,
+        value: str | None,
+    ) -> None:
         """The SBC's INVITE after our REFER (Part 5.3 [SUP]): Referred-By must be exactly ours
         ([OBS] S29: 400 otherwise); a Teams target rings, a number is called through the SBC."""
         assert record is not None and old is not None
@@ -1936,7 +2092,12 @@ class DirectRoutingService:
         ok = value is not None and value.strip() == (record.referred_by or "").strip()
         record.referred_by_ok = ok
         if not ok:
-            self._reject(leg, self.settings.referred_by_mismatch_status, "referred-by-altered" if value else "referred-by-missing", "Referred-By missing or altered")
+            self._reject(
+                leg,
+                self.settings.referred_by_mismatch_status,
+                "referred-by-altered" if value else "referred-by-missing",
+                "Referred-By missing or altered",
+            )
             return
         if not request.body:
             self._reject(leg, 415, "no-sdp", "540415 Unsupported Media Type")
@@ -1962,8 +2123,17 @@ class DirectRoutingService:
         headers: list[tuple[str, str]] = []
         if self.topology.trunk_settings(leg.tenant).forward_call_history and value:
             headers.append(("Referred-By", value))
-        dial = Dial(self, call, record.target, leg.remote_number, purpose="transfer", headers=headers,
-                    on_progress=self._fork_progress, on_answer=self._fork_answered, on_failure=self._fork_failed)
+        dial = Dial(
+            self,
+            call,
+            record.target,
+            leg.remote_number,
+            purpose="transfer",
+            headers=headers,
+            on_progress=self._fork_progress,
+            on_answer=self._fork_answered,
+            on_failure=self._fork_failed,
+        )
         call.dials.append(dial)
         dial.start()
 
@@ -2005,8 +2175,16 @@ class DirectRoutingService:
         def failed(dial: Dial, status: int) -> None:
             record.outcome = "failed"
 
-        dial = Dial(self, call, target.remote_number, call.caller, purpose="replaces",
-                    headers=[("Replaces", replaces)], on_answer=answered, on_failure=failed)
+        dial = Dial(
+            self,
+            call,
+            target.remote_number,
+            call.caller,
+            purpose="replaces",
+            headers=[("Replaces", replaces)],
+            on_answer=answered,
+            on_failure=failed,
+        )
         call.dials.append(dial)
         dial.start()
         self.flush()
@@ -2050,4 +2228,3 @@ def _param(uri: SipUri, name: str) -> str | None:
         if key.lower() == name:
             return value
     return None
-

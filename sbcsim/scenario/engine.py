@@ -37,11 +37,18 @@ from sbcsim.scenario.models import (
 from sbcsim.sip.message import Request
 from sbcsim.testplan.results import CheckResult, ScenarioResult, TraceEntry
 
-__all__ = ["ScenarioError", "ScenarioRun", "World", "run_scenario"]
+__all__ = ["ScenarioError", "ScenarioRun", "StepImpossible", "World", "run_scenario"]
 
 
 class ScenarioError(Exception):
-    """A step could not be carried out (unknown actor, no such call ...)."""
+    """The scenario itself is wrong (unknown actor, an action the world cannot perform): an
+    *error* verdict."""
+
+
+class StepImpossible(Exception):
+    """An action could not be carried out because of the state the target left the world in
+    (hang up a call the SBC never connected ...): the scenario *fails*, and the checks after
+    the step are reported as not reached."""
 
 
 class World(Protocol):
@@ -249,6 +256,18 @@ def run_scenario(
                     run.cursor = len(world.trace())
                     world.act(kind, args, run.variables)
         result.sim_seconds = world.now() - t0
+    except StepImpossible as exc:
+        result.verdict = "fail"
+        if run is not None:
+            for check_id, requirement in scenario.checks()[len(run.checks) :]:
+                run.checks.append(
+                    CheckResult(
+                        check_id,
+                        requirement,
+                        "fail",
+                        f"not reached: step {reached} could not be performed: {exc}",
+                    )
+                )
     except Exception as exc:  # a scenario must never take the run down with it
         result.verdict = "error"
         result.error = "".join(traceback.format_exception(exc))

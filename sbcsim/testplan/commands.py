@@ -89,7 +89,9 @@ def _write_reports(
         for name, path in (("json", json_path), ("junit", junit), ("html", html)):
             if path is None:
                 {"json": write_json, "junit": write_junit, "html": write_html}[name](
-                    out / {"json": "report.json", "junit": "junit.xml", "html": "report.html"}[name], result
+                    out
+                    / {"json": "report.json", "junit": "junit.xml", "html": "report.html"}[name],
+                    result,
                 )
     for label, path in (("JSON", json_path), ("JUnit", junit), ("HTML", html), ("traces", out)):
         if path is not None:
@@ -98,16 +100,38 @@ def _write_reports(
 
 @click.command()
 @click.argument("plans", nargs=-1, type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--target", default="embedded", show_default=True,
-              help="embedded | mutant:NAME | TARGET.yaml (a live SBC)")
-@click.option("-k", "expression", default=None, help="select scenarios: words matched in id/title/tags, with and/or/not")
-@click.option("--seed", type=int, default=None, help="plan seed (default: the plan's); replays a run exactly")
-@click.option("--jobs", "-j", type=int, default=1, show_default=True, help="scenarios run in parallel processes")
+@click.option(
+    "--target",
+    default="embedded",
+    show_default=True,
+    help="embedded | mutant:NAME | TARGET.yaml (a live SBC)",
+)
+@click.option(
+    "-k",
+    "expression",
+    default=None,
+    help="select scenarios: words matched in id/title/tags, with and/or/not",
+)
+@click.option(
+    "--seed", type=int, default=None, help="plan seed (default: the plan's); replays a run exactly"
+)
+@click.option(
+    "--jobs",
+    "-j",
+    type=int,
+    default=1,
+    show_default=True,
+    help="scenarios run in parallel processes",
+)
 @click.option("--junit", type=click.Path(dir_okay=False, path_type=Path), default=None)
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None)
 @click.option("--html", type=click.Path(dir_okay=False, path_type=Path), default=None)
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="directory for a pcap and a JSON-lines trace per scenario (and the reports)")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="directory for a pcap and a JSON-lines trace per scenario (and the reports)",
+)
 @click.pass_context
 def run(
     ctx: click.Context,
@@ -144,16 +168,22 @@ def run(
             ctx.exit(EXIT_USAGE)
         try:
             with Progress(
-                TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                TimeElapsedColumn(), TextColumn("{task.fields[last]}"),
-                console=console, transient=True,
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TextColumn("{task.fields[last]}"),
+                console=console,
+                transient=True,
             ) as progress:
                 task = progress.add_task(lp.plan.id, total=len(chosen), last="")
 
                 def advance(r: ScenarioResult) -> None:
                     progress.update(task, advance=1, last=f"{r.id}: {r.verdict}")
 
-                result = run_plan(lp, chosen, make_factory, RunOptions(target, seed, jobs), on_result=advance)
+                result = run_plan(
+                    lp, chosen, make_factory, RunOptions(target, seed, jobs), on_result=advance
+                )
         except SbcsimError as exc:
             console.print(f"[red]cannot run {lp.plan.id}[/red]: {exc}")
             ctx.exit(EXIT_USAGE)

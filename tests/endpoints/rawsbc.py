@@ -23,7 +23,6 @@ from sbcsim.dialog import (
     StandaloneCompleted,
     UserAgent,
 )
-from sbcsim.endpoints.microsoft import MicrosoftSettings
 from sbcsim.lab import Lab
 from sbcsim.net.base import TlsIdentity
 from sbcsim.node import Node
@@ -42,7 +41,9 @@ PLAIN_RTP_SDP = SDES_SDP.replace(b"RTP/SAVP", b"RTP/AVP").replace(
     b"",
 )
 BLACKHOLE_SDP = SDES_SDP.replace(b"c=IN IP4 127.0.0.2", b"c=IN IP4 0.0.0.0")
-SBC_ALLOW_WITH_REFER = "INVITE, OPTIONS, INFO, BYE, CANCEL, ACK, PRACK, UPDATE, REFER, SUBSCRIBE, NOTIFY"
+SBC_ALLOW_WITH_REFER = (
+    "INVITE, OPTIONS, INFO, BYE, CANCEL, ACK, PRACK, UPDATE, REFER, SUBSCRIBE, NOTIFY"
+)
 SBC_ALLOW_WITHOUT_REFER = "INVITE, ACK, CANCEL, BYE, INFO, NOTIFY, PRACK, UPDATE, OPTIONS"
 
 PROXY1 = ("127.0.1.1", 5061)
@@ -173,5 +174,3 @@ def make_raw_sbc(
     raw = RawSbc(lab, node)
     holder.append(raw)
     return raw
-
-

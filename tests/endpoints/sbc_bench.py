@@ -87,7 +87,9 @@ def teams_sdp(
     )
     formats = "104 0 8 101" if offer else "0 101"
     silk = "a=rtpmap:104 SILK/16000\r\n" if offer else ""
-    g711 = "a=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n" if offer else "a=rtpmap:0 PCMU/8000\r\n"
+    g711 = (
+        "a=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n" if offer else "a=rtpmap:0 PCMU/8000\r\n"
+    )
     return (
         f"v=0\r\no=- 5 {version} IN IP4 {host}\r\ns=session\r\nc=IN IP4 {host}\r\nt=0 0\r\n"
         f"m=audio {port} RTP/SAVP {formats}\r\n{silk}{g711}"
@@ -211,13 +213,10 @@ class Bench:
                 identity=TlsIdentity((proxy.fqdn,)),
                 contact_host=proxy.fqdn,
                 session_timer=timer,
-                app_answers=("INVITE",),
             )
-        self.pstn = Peer(self.sim, self.net, "pstn", PSTN_HOST, 5060, "udp", app_answers=("INVITE",))
+        self.pstn = Peer(self.sim, self.net, "pstn", PSTN_HOST, 5060, "udp")
         settings.setdefault("options_start_delay", 3600.0)
-        self.sbc = ReferenceSbc.build(
-            self.sim, self.net, self.topology, mutant=mutant, **settings
-        )
+        self.sbc = ReferenceSbc.build(self.sim, self.net, self.topology, mutant=mutant, **settings)
 
     # -- driving ---------------------------------------------------------------------------
 
@@ -289,12 +288,18 @@ class Bench:
     # -- reading the wire ------------------------------------------------------------------
 
     def wire(
-        self, *, src: str | None = None, dst: str | None = None, method: str | None = None
+        self,
+        *,
+        src: str | None = None,
+        dst: str | None = None,
+        method: str | None = None,
+        dropped: bool = False,
     ) -> list[Wire]:
-        """The SIP messages sent so far (CRLF keep-alives left out), filtered by host/method."""
+        """The SIP messages sent so far (CRLF keep-alives left out), filtered by host/method;
+        ``dropped`` includes those the network lost."""
         out: list[Wire] = []
         for packet in self.net.capture:
-            if packet.dropped or not packet.data.strip():
+            if (packet.dropped and not dropped) or not packet.data.strip():
                 continue
             if src is not None and packet.src[0] != src:
                 continue

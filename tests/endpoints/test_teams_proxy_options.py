@@ -133,9 +133,7 @@ def test_certificate_not_matching_contact_closes_connection(
     assert done is not None and done.status == 503  # the SBC saw its connection closed
 
 
-def test_wildcard_certificate_covers_one_label_only(
-    lab: Lab, raw_sbc: RawSbc
-) -> None:
+def test_wildcard_certificate_covers_one_label_only(lab: Lab, raw_sbc: RawSbc) -> None:
     raw_sbc.options("<sip:a.sbc.customers.example.com:5061;transport=tls>")
     lab.run_for(1)
     assert lab.service.options[0].failed_rule == "certificate-mismatch"
