@@ -126,9 +126,7 @@ def _unquote(text: str) -> str:
 
 
 Params = tuple[tuple[str, str | None], ...]
-_SIMPLE_PARAMS_RE = re.compile(
-    f"(?:;[{TOKEN_CHARS}]+(?:=[{TOKEN_CHARS}:\\[\\]/]+)?)+\\Z"
-)
+_SIMPLE_PARAMS_RE = re.compile(f"(?:;[{TOKEN_CHARS}]+(?:=[{TOKEN_CHARS}:\\[\\]/]+)?)+\\Z")
 
 
 def parse_params(text: str, what: str) -> Params:
@@ -312,7 +310,7 @@ def parse_vias(values: Iterable[str]) -> list[Via]:
 # name-addr / addr-spec (From, To, Contact, Route, Record-Route, Refer-To, Referred-By, PAI ...)
 # --------------------------------------------------------------------------------------------
 _SIMPLE_NAME_ADDR_RE = re.compile(
-    f"[ \\t]*((?:[{TOKEN_CHARS}]+(?:[ \\t]+[{TOKEN_CHARS}]+)*)?)[ \\t]*<([^<>\\s\"]+)>([^\\s\"]*)\\Z"
+    f'[ \\t]*((?:[{TOKEN_CHARS}]+(?:[ \\t]+[{TOKEN_CHARS}]+)*)?)[ \\t]*<([^<>\\s"]+)>([^\\s"]*)\\Z'
 )
 _DISPLAY_TOKENS_RE = re.compile(f"[{TOKEN_CHARS}]+(?:[ \\t]+[{TOKEN_CHARS}]+)*\\Z")
 
@@ -364,7 +362,10 @@ def parse_name_addr(text: str, *, allow_star: bool = False) -> NameAddr:
         # the common case: [token display] <uri> params, nothing quoted
         disp_text, uri_text, param_text = m.groups()
         return NameAddr(
-            parse_uri(uri_text), disp_text or None, parse_params(param_text, "name-addr"), angle=True
+            parse_uri(uri_text),
+            disp_text or None,
+            parse_params(param_text, "name-addr"),
+            angle=True,
         )
     s = text.strip(" \t")
     if allow_star and s == "*":

@@ -7,7 +7,14 @@ from pathlib import Path
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from sbcsim.errors import ConfigError, SbcsimError
@@ -178,7 +185,7 @@ def run(
             ) as progress:
                 task = progress.add_task(lp.plan.id, total=len(chosen), last="")
 
-                def advance(r: ScenarioResult) -> None:
+                def advance(r: ScenarioResult, task: TaskID = task) -> None:
                     progress.update(task, advance=1, last=f"{r.id}: {r.verdict}")
 
                 result = run_plan(
