@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit peers bench clean
+.PHONY: run test lint typecheck unit peers bench mutants clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,9 +12,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-## make run: set up, then the main job
+## make run: set up, then the main job: the Direct Routing SBC plan against the embedded reference SBC
 run: $(STAMP)
-	$(BIN)/sbcsim --help
+	$(BIN)/sbcsim run testplans/direct-routing-sbc.yaml --out out/run --junit out/run/junit.xml --html out/run/report.html
+
+## make mutants: every plan against every mutant; prints the mutation score (must be 100 %)
+mutants: $(STAMP)
+	$(BIN)/sbcsim mutants --score testplans/direct-routing-sbc.yaml -j 2
 
 ## make peers: the Debian packages of the real peers the interop tests talk to
 peers:
@@ -35,6 +39,7 @@ unit: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/parse.py
+	$(BIN)/python benchmarks/plan.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

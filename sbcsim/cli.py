@@ -16,6 +16,7 @@ from rich.console import Console
 
 from sbcsim import __version__
 from sbcsim.errors import RemoteProtocolError
+from sbcsim.logs import configure_logging
 from sbcsim.sip.message import Request
 from sbcsim.sip.parser import KeepAlive, StreamFramer, parse_message
 from sbcsim.sip.policy import UasPolicy, inspect_request
@@ -35,24 +36,6 @@ def _console(ctx: click.Context) -> Console:
     console = Console(highlight=False, soft_wrap=True)
     ctx.find_root().obj = console
     return console
-
-
-def configure_logging(level: str) -> None:
-    """Structured logs go to stderr (stdout is for results); ``level`` filters them."""
-    import logging
-
-    import structlog
-
-    structlog.configure(
-        processors=[
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso"),
-            structlog.dev.ConsoleRenderer(colors=False),
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
-        cache_logger_on_first_use=False,
-    )
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

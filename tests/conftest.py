@@ -4,7 +4,12 @@ from collections.abc import Callable
 
 import pytest
 
+from sbcsim.logs import configure_logging
 from sbcsim.testing.peers import DEBIAN_PACKAGES, find_peer, in_ci
+
+# Quiet by default (structlog's own default prints everything to stdout); tests that assert on
+# logs use structlog.testing.capture_logs, which works whatever the level.
+configure_logging("warning")
 
 
 @pytest.fixture

@@ -328,7 +328,65 @@ def sbc(
 
 
 @click.command("mutants")
+@click.option(
+    "--score",
+    "plans",
+    multiple=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="run this plan (repeatable) against every mutant and print the mutation score",
+)
+@click.option(
+    "--jobs", "-j", type=int, default=1, show_default=True, help="mutants run in parallel processes"
+)
 @click.pass_context
-def mutants(ctx: click.Context) -> None:
-    """List the reference SBC's mutants and the Direct Routing rule each one breaks."""
-    _console(ctx).print(mutants_table())
+def mutants(ctx: click.Context, plans: tuple[Path, ...], jobs: int) -> None:
+    """List the reference SBC's mutants and the Direct Routing rule each one breaks.
+
+    With --score PLAN: run the plan against the reference SBC (it must pass every check) and
+    against each mutant (at least one check must fail); exit 0 only at a 100 % score.
+    """
+    console = _console(ctx)
+    if not plans:
+        console.print(mutants_table())
+        return
+    from rich.table import Table
+
+    from sbcsim.errors import ConfigError
+    from sbcsim.testplan.mutation import MutantOutcome, mutation_report
+    from sbcsim.testplan.plan import load_plan
+
+    try:
+        loaded = [load_plan(p) for p in plans]
+    except ConfigError as exc:
+        console.print(f"invalid input: {exc}", markup=False)
+        ctx.exit(EXIT_USAGE)
+
+    def show(o: MutantOutcome) -> None:
+        console.print(f"  {o.mutant:<24} {'killed' if o.killed else 'SURVIVED'}", highlight=False)
+
+    report = mutation_report(loaded, jobs=jobs, on_outcome=show)
+    table = Table(title="Mutation score: " + ", ".join(lp.plan.id for lp in loaded))
+    for col in ("mutant", "rule broken", "verdict", "failed checks"):
+        table.add_column(col, overflow="fold")
+    for o in report.outcomes:
+        shown = ", ".join((*o.failed_checks[:4], *o.errors[:2]))
+        more = (
+            len(o.failed_checks)
+            + len(o.errors)
+            - min(4, len(o.failed_checks))
+            - min(2, len(o.errors))
+        )
+        table.add_row(
+            o.mutant,
+            o.rule,
+            "killed" if o.killed else "[red]SURVIVED[/red]",
+            shown + (f" (+{more} more)" if more > 0 else ""),
+        )
+    console.print(table)
+    ref = "passes" if report.reference_passes else "[red]FAILS[/red]"
+    killed = sum(o.killed for o in report.outcomes)
+    console.print(
+        f"reference SBC {ref} every plan; mutants killed {killed}/{len(report.outcomes)}: "
+        f"mutation score {report.score:.0%}"
+    )
+    ctx.exit(EXIT_OK if report.reference_passes and report.score == 1.0 else 1)

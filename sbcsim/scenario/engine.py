@@ -167,7 +167,9 @@ def _judge_expect(
             trace_index=found.entry.index,
         )
     expected = _describe(step, run.variables)
-    if best is not None and best.identity > 0:
+    # the closest message is evidence only if it is of the kind expected (method or status)
+    needed = 2 if (step.request is not None or step.status is not None) else 1
+    if best is not None and best.identity >= needed:
         seen = f"{best.entry.summary} — " + "; ".join(best.failures)
         return CheckResult(
             step.id,

@@ -48,21 +48,25 @@ class Match:
         return not self.failures and self.message is not None
 
 
-_parsed: dict[int, Request | Response | None] = {}
+_parsed: dict[tuple[bytes, bool], Request | Response | None] = {}
 
 
 def parse_entry(entry: TraceEntry) -> Request | Response | None:
-    """The message of a trace entry (``None`` when it does not parse)."""
-    key = id(entry)
+    """The message of a trace entry (``None`` when it does not parse).
+
+    Cached by content (parsing is a pure function of the bytes): a judgement scans the same
+    messages many times while it waits.
+    """
+    key = (entry.data, entry.transport == "udp")
     if key in _parsed:
         return _parsed[key]
     try:
         msg: Request | Response | None = parse_message(
-            entry.data, transport="udp" if entry.transport == "udp" else "tcp"
+            entry.data, transport="udp" if key[1] else "tcp"
         )
     except RemoteProtocolError:
         msg = None
-    if len(_parsed) > 100_000:
+    if len(_parsed) > 20_000:
         _parsed.clear()
     _parsed[key] = msg
     return msg
