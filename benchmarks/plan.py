@@ -31,7 +31,9 @@ def main() -> int:
     args = ap.parse_args()
     configure_logging("warning")
     loaded = load_plan(Path(args.plan))
-    table = Table(title=f"{loaded.plan.id}: {len(loaded.scenarios)} scenarios, embedded reference SBC")
+    table = Table(
+        title=f"{loaded.plan.id}: {len(loaded.scenarios)} scenarios, embedded reference SBC"
+    )
     for col in ("jobs", "verdict", "wall s (best)", "simulated s", "sim/wall"):
         table.add_column(col, justify="right")
     ok = True
@@ -41,7 +43,12 @@ def main() -> int:
         verdict = ""
         for _ in range(args.repeat):
             t0 = time.perf_counter()
-            result = run_plan(loaded, list(loaded.scenarios), factory_for(loaded, "embedded"), RunOptions(jobs=jobs))
+            result = run_plan(
+                loaded,
+                list(loaded.scenarios),
+                factory_for(loaded, "embedded"),
+                RunOptions(jobs=jobs),
+            )
             wall = time.perf_counter() - t0
             best = min(best, wall)
             sim = result.sim_seconds
