@@ -7,9 +7,9 @@ import pytest
 from sbcsim.logs import configure_logging
 from sbcsim.testing.peers import DEBIAN_PACKAGES, find_peer, in_ci
 
-# Quiet by default (structlog's own default prints everything to stdout); tests that assert on
-# logs use structlog.testing.capture_logs, which works whatever the level.
-configure_logging("warning")
+# Logs to stderr (pytest captures it) at every level: tests assert on log events with
+# structlog.testing.capture_logs, which only sees what the level filter lets through.
+configure_logging("debug")
 
 
 @pytest.fixture

@@ -14,7 +14,10 @@ from cryptography.x509.verification import PolicyBuilder, Store, VerificationErr
 from rich.console import Console
 
 from sbcsim.config.commands import cert_plan, certs, validate
+from sbcsim.config.kinds import registered_kinds as _registered_kinds
 from sbcsim.topology import default_topology_text, load_topology
+
+KINDS = ", ".join(k.name for k in _registered_kinds())
 
 
 @click.group()
@@ -286,7 +289,7 @@ def test_validate_unknown_kind(tmp_path: Path) -> None:
     result, text = _run(["validate", str(path)])
     assert result.exit_code == 2
     assert text == (
-        f"{path}:1:1: cannot tell what kind of file this is; add a 'kind:' key (one of: topology, plan, scenario)\n"
+        f"{path}:1:1: cannot tell what kind of file this is; add a 'kind:' key (one of: topology, plan, scenario, target)\n"
     )
 
 

@@ -21,7 +21,10 @@ from sbcsim.config import (
     unregister_kind,
     write_schemas,
 )
+from sbcsim.config.kinds import registered_kinds as _registered_kinds
 from sbcsim.topology import Topology
+
+KINDS = ", ".join(k.name for k in _registered_kinds())
 
 REPO = Path(__file__).resolve().parents[2]
 SCHEMAS = REPO / "schemas"
@@ -80,7 +83,7 @@ def test_load_any_unknown_kind(tmp_path: Path) -> None:
         load_any(path)
     assert (
         str(info.value)
-        == f"{path}:2:7: kind: unknown kind 'frobnicator' (expected one of: topology, plan, scenario)"
+        == f"{path}:2:7: kind: unknown kind 'frobnicator' (expected one of: topology, plan, scenario, target)"
     )
 
 
@@ -90,7 +93,7 @@ def test_load_any_undetectable(tmp_path: Path) -> None:
     with pytest.raises(ConfigValidationError) as info:
         load_any(path)
     assert str(info.value) == (
-        f"{path}:2:1: cannot tell what kind of file this is; add a 'kind:' key (one of: topology, plan, scenario)"
+        f"{path}:2:1: cannot tell what kind of file this is; add a 'kind:' key (one of: topology, plan, scenario, target)"
     )
 
 
