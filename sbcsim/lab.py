@@ -9,7 +9,11 @@ driven by one seeded :class:`~sbcsim.sim.Simulator`:
 * the PSTN carrier and its phones, talking to the SBC's PSTN-side address;
 * the SBC, when an ``sbc_factory`` is given: it attaches its own nodes to :attr:`Lab.net` at the
   topology's SBC addresses (TLS toward Microsoft, the carrier's transport toward the PSTN) and
-  may look names up with :meth:`Lab.resolve`, the lab's DNS.
+  may look names up with :meth:`Lab.resolve`, the lab's DNS;
+* with a ``contact_center`` in the topology, the Graph-shaped presence API in process
+  (:attr:`Lab.graph`: token endpoint, presence, subscriptions, change notifications on the
+  virtual clock) and, when a ``ccaas_factory`` is given, the contact-center platform at the
+  topology's contact-center address (:attr:`Lab.ccaas`).
 
 Scenarios drive the lab with the users' and phones' verbs and :meth:`Lab.run_until`, then judge
 the records of :attr:`Lab.service` and the packets of :meth:`Lab.trace`.
@@ -22,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sbcsim.dialog import SessionTimerConfig
+from sbcsim.endpoints.ccaas import InProcessGraph, build_lab_graph
 from sbcsim.endpoints.microsoft import MicrosoftSettings
 from sbcsim.endpoints.pstn import PstnCarrier, PstnPhoneAgent
 from sbcsim.endpoints.teams_proxy import DirectRoutingService, TeamsProxy
@@ -65,6 +70,8 @@ class Lab:
     pstn: PstnCarrier
     proxies: dict[str, TeamsProxy] = field(default_factory=dict)
     sbc: Any = None
+    graph: InProcessGraph | None = None
+    ccaas: Any = None
 
     @classmethod
     def build(
@@ -74,8 +81,14 @@ class Lab:
         seed: int = 0,
         settings: MicrosoftSettings | None = None,
         sbc_factory: Callable[[Lab], Any] | None = None,
+        ccaas_factory: Callable[[Lab], Any] | None = None,
+        api_settings: dict[str, Any] | None = None,
     ) -> Lab:
-        """Build the lab of ``topology`` (the shipped default when None) with ``seed``."""
+        """Build the lab of ``topology`` (the shipped default when None) with ``seed``.
+
+        ``api_settings`` override the presence API's :class:`~sbcsim.presence.api.ApiSettings`
+        (rate limit ...); ``ccaas_factory`` builds the contact-center platform.
+        """
         topo = topology or load_topology(None)
         config = settings or MicrosoftSettings()
         sim = Simulator(seed)
@@ -136,9 +149,25 @@ class Lab:
             proxy.attach_transport(transport)
             service.proxies.append(proxy)
             lab.proxies[spec.fqdn] = proxy
+        if topo.contact_center is not None:
+            lab.graph = build_lab_graph(
+                topo,
+                presence,
+                clock=sim.clock,
+                schedule=lambda delay, fn: sim.call_later(delay, fn),
+                rng=sim.derive_rng("graph"),
+                settings=api_settings,
+            )
         if sbc_factory is not None:
             lab.sbc = sbc_factory(lab)
+        if ccaas_factory is not None:
+            lab.ccaas = ccaas_factory(lab)
         return lab
+
+    def close(self) -> None:
+        """Release what the lab holds outside the simulation (the presence API's event loop)."""
+        if self.graph is not None:
+            self.graph.close()
 
     # -- the lab's DNS and names --------------------------------------------------------------
     def resolve(self, fqdn: str) -> Address | None:

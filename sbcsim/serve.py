@@ -20,7 +20,7 @@ import contextlib
 import random
 import signal
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,14 +36,21 @@ from sbcsim.endpoints.teams_proxy import DirectRoutingService, TeamsProxy
 from sbcsim.errors import ConfigError, TransportError
 from sbcsim.ids import IdGenerator
 from sbcsim.lab import add_presence_users
-from sbcsim.net.base import Address
+from sbcsim.net.base import Address, TransportLayer
 from sbcsim.net.live import LiveTransport
 from sbcsim.net.tls import client_context, server_context
 from sbcsim.presence.model import PresenceService
 from sbcsim.stack import UaOptions, live_node
 from sbcsim.topology import Topology, load_topology
 
-__all__ = ["LiveLab", "ServeError", "serve", "start_live_lab"]
+__all__ = [
+    "LiveLab",
+    "ProxyCertificates",
+    "ServeError",
+    "TrafficTap",
+    "serve",
+    "start_live_lab",
+]
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -53,6 +60,33 @@ CLOSE_TIMEOUT = 5.0
 
 class ServeError(Exception):
     """Why the live lab cannot start (a missing file, an address in use ...)."""
+
+
+#: Interposes on one endpoint's traffic (a capture for a trace).  It is called with the
+#: endpoint's name (a proxy FQDN, or ``pstn``) and its transport before any message can flow,
+#: and returns the layer the endpoint sends through; it may also replace
+#: ``transport.receiver`` to see what arrives.
+TrafficTap = Callable[[str, LiveTransport], TransportLayer]
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyCertificates:
+    """What the proxies present (one certificate and key per FQDN) and the CA they trust to
+    have signed the SBC's certificate (both ways of mutual TLS, Part 7.3 [DOC])."""
+
+    trust_ca: Path
+    proxies: Mapping[str, tuple[Path, Path]]
+
+    @classmethod
+    def in_directory(cls, certs: Path, topology: Topology) -> ProxyCertificates:
+        """The files ``sbcsim certs --out DIR`` writes: ``ca.pem`` and ``<fqdn>.pem/.key``."""
+        ca_file = certs / "ca.pem"
+        if not ca_file.is_file():
+            raise ServeError(
+                f"CA certificate {ca_file} is missing (run `sbcsim certs --out {certs}`)"
+            )
+        files = {p.fqdn: _cert_files(certs, p.fqdn) for p in topology.microsoft.proxies}
+        return cls(ca_file, files)
 
 
 def _console(ctx: click.Context) -> Console:
@@ -108,20 +142,31 @@ def _tls12(ctx: ssl.SSLContext) -> ssl.SSLContext:
 
 async def start_live_lab(
     topology: Topology,
-    certs: Path,
+    certs: Path | ProxyCertificates,
     *,
     settings: MicrosoftSettings | None = None,
     client_certs: str = "required",
     seed: int | None = None,
+    tap: TrafficTap | None = None,
 ) -> LiveLab:
-    """Open every listener of the live lab; raises :class:`ServeError` on a setup problem."""
+    """Open every listener of the live lab; raises :class:`ServeError` on a setup problem.
+
+    ``certs`` is a directory written by ``sbcsim certs`` or the files themselves; ``tap`` sees
+    every message each endpoint sends and receives (see :data:`TrafficTap`).
+    """
     loop = asyncio.get_running_loop()
     clock = LoopClock(loop)
     config = settings or MicrosoftSettings()
-    ca_file = certs / "ca.pem"
-    if not ca_file.is_file():
-        raise ServeError(f"CA certificate {ca_file} is missing (run `sbcsim certs --out {certs}`)")
-    files = {p.fqdn: _cert_files(certs, p.fqdn) for p in topology.microsoft.proxies}
+    found = (
+        certs
+        if isinstance(certs, ProxyCertificates)
+        else ProxyCertificates.in_directory(certs, topology)
+    )
+    ca_file = found.trust_ca
+    missing = [p.fqdn for p in topology.microsoft.proxies if p.fqdn not in found.proxies]
+    if missing:
+        raise ServeError(f"no certificate for the proxies {', '.join(missing)}")
+    files = found.proxies
     presence = PresenceService()
     add_presence_users(presence, topology)
     base = random.Random(seed)
@@ -167,8 +212,8 @@ async def start_live_lab(
             client = _tls12(client_context(ca_file, cert, key))
             live = LiveTransport(proxy.node, loop, client_ssl_context=client)
             transports.append(live)
+            proxy.attach_transport(tap(spec.fqdn, live) if tap is not None else live)
             bound = await live.listen_tls(spec.address, spec.port, server)
-            proxy.attach_transport(live)
             service.proxies.append(proxy)
             proxies[spec.fqdn] = proxy
             listening.append((spec.fqdn, "tls", bound))
@@ -184,6 +229,8 @@ async def start_live_lab(
             seed=seed,
         )
         transports.append(pstn_transport)
+        if tap is not None:  # nothing has been read yet: no await since the bind
+            node.attach(tap("pstn", pstn_transport))
         listening.append(("pstn carrier", pstn.transport, (pstn.address, pstn.port)))
         side = topology.sbc.pstn_side
         carrier = PstnCarrier(topology, node, (side.address, side.port), transport=side.transport)

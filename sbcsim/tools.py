@@ -30,7 +30,6 @@ import random
 import signal
 import socket
 import ssl
-import sys
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +51,7 @@ from sbcsim.dialog import (
 from sbcsim.endpoints.basic import AnsweringUas, CallGenerator
 from sbcsim.errors import ConfigError, RemoteProtocolError, TransportError
 from sbcsim.ids import IdGenerator
+from sbcsim.logs import configure_logging
 from sbcsim.net.base import Address, PeerInfo, TransportName
 from sbcsim.net.live import LiveTransport
 from sbcsim.net.tls import client_context, server_context
@@ -79,12 +79,7 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 
 _TRANSPORTS: tuple[TransportName, ...] = ("udp", "tcp", "tls")
-_LOG_LEVELS = {
-    "debug": logging.DEBUG,
-    "info": logging.INFO,
-    "warning": logging.WARNING,
-    "error": logging.ERROR,
-}
+_LOG_LEVELS = ("debug", "info", "warning", "error")
 # A loaded node keeps tens of thousands of transactions alive for Timer J/I; collecting the young
 # generation every 700 allocations then costs a quarter of the CPU.  Collections still run.
 _GC_GEN0_THRESHOLD = 20_000
@@ -212,34 +207,25 @@ def run_event_loop(main: Coroutine[Any, Any, int]) -> int:
 
 
 @contextlib.contextmanager
-def _logging_to_stderr(level: str) -> Iterator[None]:
-    """structlog (and the stdlib ``sbcsim`` loggers) to stderr at ``level``, for the duration of
-    one command; the previous configuration comes back afterwards (tests run commands
-    in-process)."""
+def _logging_for(ctx: click.Context, level: str | None) -> Iterator[bool]:
+    """Apply ``--log-level`` for the duration of one command and say whether debug logs are on.
+
+    Under the ``sbcsim`` group the group's ``--log-level`` already configured logging and an
+    explicit option here overrides it; a command invoked on its own (scripts, tests) logs at
+    ``warning`` by default.  The previous configuration comes back afterwards, as tests run
+    commands in-process.
+    """
+    if level is None and ctx.parent is None:
+        level = "warning"
     previous = structlog.get_config()
-    numeric = _LOG_LEVELS[level]
-    structlog.configure(
-        processors=[
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso"),
-            structlog.dev.ConsoleRenderer(colors=False),
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
-        cache_logger_on_first_use=False,
-    )
-    std = logging.getLogger("sbcsim")
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setLevel(numeric)
-    std_level = std.level
-    std.addHandler(handler)
-    std.setLevel(numeric)
+    if level is not None:
+        configure_logging(level)
+    probe = structlog.get_logger("sbcsim.tools")
     try:
-        yield
+        yield bool(probe.is_enabled_for(logging.DEBUG))
     finally:
-        std.removeHandler(handler)
-        std.setLevel(std_level)
-        structlog.configure(**previous)
+        if level is not None:
+            structlog.configure(**previous)
 
 
 @contextlib.contextmanager
@@ -620,10 +606,8 @@ _path = click.Path(dir_okay=False, path_type=Path)
 )
 @click.option(
     "--log-level",
-    type=click.Choice(list(_LOG_LEVELS)),
-    default="warning",
-    show_default=True,
-    help="Logs go to stderr; debug logs every SIP message.",
+    type=click.Choice(_LOG_LEVELS, case_sensitive=False),
+    help="Override sbcsim --log-level (logs go to stderr; debug logs every SIP message).",
 )
 @click.pass_context
 def uas(
@@ -639,7 +623,7 @@ def uas(
     calls: int | None,
     timeout: float,
     advertise: str | None,
-    log_level: str,
+    log_level: str | None,
 ) -> None:
     """Answer every call: 100 Trying, 180 Ringing, 200 OK with SDP; then wait for the ACK and
     the caller's BYE.
@@ -652,7 +636,7 @@ def uas(
     if duration is not None and calls is not None:
         console.print("sbcsim uas: --duration and --calls exclude each other", markup=False)
         ctx.exit(EXIT_USAGE)
-    with _logging_to_stderr(log_level), _tuned_gc():
+    with _logging_for(ctx, log_level) as debug, _tuned_gc():
         code = run_event_loop(
             _serve(
                 console,
@@ -667,7 +651,7 @@ def uas(
                 calls=calls,
                 timeout=timeout,
                 advertise=advertise,
-                log_messages=log_level == "debug",
+                log_messages=debug,
             )
         )
     ctx.exit(code)
@@ -899,10 +883,8 @@ async def _place_calls(
 )
 @click.option(
     "--log-level",
-    type=click.Choice(list(_LOG_LEVELS)),
-    default="warning",
-    show_default=True,
-    help="Logs go to stderr; debug logs every SIP message.",
+    type=click.Choice(_LOG_LEVELS, case_sensitive=False),
+    help="Override sbcsim --log-level (logs go to stderr; debug logs every SIP message).",
 )
 @click.pass_context
 def uac(
@@ -919,7 +901,7 @@ def uac(
     key: Path | None,
     server_name: str | None,
     timeout: float,
-    log_level: str,
+    log_level: str | None,
 ) -> None:
     """Place --calls calls to TARGET (a SIP URI) at --rate calls per second, hang each up after
     --hold seconds, and print what happened.
@@ -933,7 +915,7 @@ def uac(
     except RemoteProtocolError as exc:
         console.print(f"sbcsim uac: TARGET {target!r} is not a SIP URI: {exc.msg}", markup=False)
         ctx.exit(EXIT_USAGE)
-    with _logging_to_stderr(log_level), _tuned_gc():
+    with _logging_for(ctx, log_level) as debug, _tuned_gc():
         code = run_event_loop(
             _place_calls(
                 console,
@@ -949,7 +931,7 @@ def uac(
                 ca=ca,
                 server_name=server_name,
                 timeout=timeout,
-                log_messages=log_level == "debug",
+                log_messages=debug,
             )
         )
     ctx.exit(code)

@@ -54,6 +54,7 @@ from sbcsim.config.yamlload import (
 )
 
 __all__ = [
+    "DEFAULT_CCAAS_APP_ID",
     "DEFAULT_TOPOLOGY_RESOURCE",
     "E164",
     "MICROSOFT_PROXY_FQDNS",
@@ -65,7 +66,11 @@ __all__ = [
     "CallQueue",
     "CallTarget",
     "Carrier",
+    "CcApp",
+    "CcQueue",
     "ContactCenter",
+    "ContactCenterCustomer",
+    "EscalationMode",
     "Forwarding",
     "Fqdn",
     "Microsoft",
@@ -77,6 +82,7 @@ __all__ = [
     "RingMode",
     "Sbc",
     "SbcListener",
+    "SmeFallback",
     "TeamsUser",
     "Tenant",
     "Topology",
@@ -541,16 +547,112 @@ class Pstn(_Model):
     phones: tuple[PstnPhone, ...] = ()
 
 
-class ContactCenter(_Model):
-    """A contact-center platform (Connect model): its agents and subject-matter experts."""
+#: The contact-center application's id when the topology names none (fixed, so tokens and
+#: partner set-ups are the same every run).
+DEFAULT_CCAAS_APP_ID = uuid.UUID("c0c0c0c0-5b8a-4c53-9a43-0d6f7e2b1a0c")
+
+SmeFallback = Literal["queue", "voicemail"]
+"""What an SME escalation does when no SME is free: wait for one, or send the caller to voicemail."""
+
+EscalationMode = Literal["blind", "consult", "conference"]
+"""How a call reaches the SME: blind transfer, consult then transfer, or a group call."""
+
+
+class CcQueue(_Model):
+    """A contact-center queue: its calls go to a free agent who has every skill it names."""
+
+    id: Identifier
+    name: str = ""
+    number: E164 | None = None
+    """An IVR entry number routed straight to this queue (a routing rule)."""
+    skills: tuple[Identifier, ...] = ()
+    """Skills an agent needs to take this queue's calls; none: any agent."""
+
+
+class CcApp(_Model):
+    """The contact-center application, registered (consented) in every customer tenant."""
+
+    client_id: uuid.UUID = DEFAULT_CCAAS_APP_ID
+    client_secret: str = Field(default="sbcsim-ccaas-secret", min_length=1)
+    name: str = Field(default="sbcsim contact center", min_length=1)
+
+
+class ContactCenterCustomer(_Model):
+    """A customer tenant served by the contact-center platform (Connect model)."""
 
     tenant: Identifier
     """The tenant whose users are agents and SMEs."""
-    address: IpAddress = "127.0.3.1"
-    port: Port = 5061
+    ivr_number: E164 | None = None
+    """The IVR entry number of this customer: the SBC routes it to the platform; its calls go
+    to the first queue."""
     agents: tuple[Upn, ...] = ()
+    agent_skills: dict[Upn, tuple[Identifier, ...]] = Field(default_factory=dict)
+    """Skills of each agent (an agent not listed has none)."""
     smes: tuple[Upn, ...] = ()
-    """Subject-matter experts a call can be escalated to, chosen by presence."""
+    """Subject-matter experts a call can be escalated to, chosen by presence in this order."""
+    queues: tuple[CcQueue, ...] = ()
+    """The queues; none: one queue ``general`` that every agent serves."""
+    escalation_mode: EscalationMode = "blind"
+    """How an SME escalation connects the SME when the agent does not say."""
+    sme_fallback: SmeFallback = "queue"
+    """No SME free: wait in the SME queue for a presence change, or go to voicemail."""
+    sme_wait_seconds: int = Field(default=120, ge=1, le=3600)
+    """How long an escalation waits in the SME queue before going to voicemail."""
+
+    def queue_list(self) -> tuple[CcQueue, ...]:
+        """The queues, or the implicit ``general`` queue."""
+        return self.queues or (CcQueue(id="general", name="General"),)
+
+    def skills_of(self, agent: str) -> tuple[str, ...]:
+        """The skills of ``agent`` (a UPN)."""
+        return self.agent_skills.get(agent.lower(), ())
+
+    def entry_numbers(self) -> dict[str, CcQueue]:
+        """IVR entry number -> the queue its calls go to (the routing rules)."""
+        queues = self.queue_list()
+        routes = {q.number: q for q in queues if q.number is not None}
+        if self.ivr_number is not None:
+            routes.setdefault(self.ivr_number, queues[0])
+        return routes
+
+
+class ContactCenter(ContactCenterCustomer):
+    """A contact-center platform (Connect model) behind the SBC, and the customers it serves.
+
+    The top-level ``tenant``/``agents``/``smes``/... describe the first customer tenant;
+    ``customers`` adds more, each on its own derived trunk of the same SBC.
+    """
+
+    address: IpAddress = "127.0.3.1"
+    """Where the platform takes SIP from the SBC (over the SBC's PSTN-side transport)."""
+    port: Port = 5061
+    emulated: bool = True
+    """False: the lab runs no contact center of its own; a partner's platform listens at
+    ``address``:``port`` and drives the calls (the SBC still routes the entry numbers there)."""
+    graph_address: IpAddress = "127.0.1.10"
+    """Where ``sbcsim serve`` serves the Graph-shaped presence API and the token endpoint (HTTP)."""
+    graph_port: Port = 8080
+    app: CcApp = CcApp()
+    agent_password: str = Field(default="sbcsim-lab-password", min_length=1)
+    """The password of every user account of a customer tenant (agents sign in with it)."""
+    customers: tuple[ContactCenterCustomer, ...] = ()
+    """Further customer tenants served by the same platform."""
+
+    def customer_list(self) -> tuple[ContactCenterCustomer, ...]:
+        """Every customer, the top-level one first."""
+        return (self, *self.customers)
+
+    def customer(self, tenant_id: str) -> ContactCenterCustomer | None:
+        """The customer whose tenant is ``tenant_id``."""
+        return next((c for c in self.customer_list() if c.tenant == tenant_id), None)
+
+    def route(self, number: str) -> tuple[ContactCenterCustomer, CcQueue] | None:
+        """The customer and queue an IVR entry number leads to, or None."""
+        for customer in self.customer_list():
+            queue = customer.entry_numbers().get(number)
+            if queue is not None:
+                return customer, queue
+        return None
 
 
 # ------------------------------------------------------------------------------ topology
@@ -832,6 +934,7 @@ class _TopologyRules:
         if t.contact_center is not None:
             cc = t.contact_center
             listeners.append((cc.address, cc.port, ("contact_center", "address")))
+            listeners.append((cc.graph_address, cc.graph_port, ("contact_center", "graph_address")))
         # Claim the defaulted listeners first, so a clash is reported at the one the file set.
         listeners.sort(key=lambda entry: _is_set(t, entry[2][:-1]))
         seen: dict[str, tuple[PathItem, ...]] = {}
@@ -929,6 +1032,49 @@ class _TopologyRules:
         members = {u.upn for u in tenant.users}
         yield from self._members(cc.agents, members, tenant, ("contact_center", "agents"))
         yield from self._members(cc.smes, members, tenant, ("contact_center", "smes"))
+        yield from self._cc_customer(cc, tenant, ("contact_center",))
+        served: dict[str, tuple[PathItem, ...]] = {cc.tenant: ("contact_center", "tenant")}
+        for ci, customer in enumerate(cc.customers):
+            at: tuple[PathItem, ...] = ("contact_center", "customers", ci)
+            yield from self._claim(served, customer.tenant, (*at, "tenant"), "customer tenant")
+            other = next((t for t in self.t.tenants if t.id == customer.tenant), None)
+            if other is None:
+                ids = ", ".join(t.id for t in self.t.tenants)
+                yield Issue((*at, "tenant"), f"no tenant {customer.tenant!r} (tenants: {ids})")
+                continue
+            names = {u.upn for u in other.users}
+            yield from self._members(customer.agents, names, other, (*at, "agents"))
+            yield from self._members(customer.smes, names, other, (*at, "smes"))
+            yield from self._cc_customer(customer, other, at)
+
+    def _cc_customer(
+        self, customer: ContactCenterCustomer, tenant: Tenant, at: tuple[PathItem, ...]
+    ) -> Iterator[Issue]:
+        """Entry numbers, queues and skills of one contact-center customer."""
+        entries: list[tuple[str, tuple[PathItem, ...]]] = []
+        if customer.ivr_number is not None:
+            entries.append((customer.ivr_number, (*at, "ivr_number")))
+        queue_ids: dict[str, tuple[PathItem, ...]] = {}
+        for qi, queue in enumerate(customer.queues):
+            path: tuple[PathItem, ...] = (*at, "queues", qi)
+            yield from self._claim(queue_ids, queue.id, (*path, "id"), "queue id")
+            if queue.number is not None:
+                entries.append((queue.number, (*path, "number")))
+        for number, path in entries:
+            yield from self._claim(self.numbers, number, path, "number")
+            owner = self.t.tenant_for_number(number)
+            if owner is not None:
+                yield Issue(
+                    path,
+                    f"IVR entry number {number!r} is inside the number ranges of tenant "
+                    f"{owner.id!r}: the SBC would send it to Microsoft, not to the contact center",
+                )
+        for upn in customer.agent_skills:
+            if upn not in customer.agents:
+                yield Issue(
+                    (*at, "agent_skills", upn),
+                    f"{upn!r} has skills but is not an agent of tenant {tenant.id!r}",
+                )
 
 
 register_kind("topology", Topology, _looks_like_topology)

@@ -44,7 +44,7 @@ __all__ = [
 ]
 
 #: Modules that call :func:`register_kind` at import time.  Add yours here.
-BUILTIN_KIND_MODULES: tuple[str, ...] = ("sbcsim.topology", "sbcsim.testplan.plan")
+BUILTIN_KIND_MODULES: tuple[str, ...] = ("sbcsim.topology", "sbcsim.testplan.plan", "sbcsim.target")
 
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 

@@ -141,6 +141,10 @@ class MicrosoftSettings:
     media_processor_address: str = "127.0.1.100"
     #: Part 8.6 [DOC]: Media Processor ports 49152-53247.
     media_processor_port: int = 49152
+    #: Part 8.5 [DOC] "Media Processors are always inserted for escalation from 1:1 to a group
+    #: call"; [INF] the conference (AVMCU mixer, Part 8.4 S12) instance has an address of its
+    #: own, so an escalation re-INVITE visibly moves the media.
+    conference_processor_address: str = "127.0.1.101"
 
     # -- session timers and UPDATE (Part 6.4) ----------------------------------------------------
     #: Part 6.4 [GAP]: Microsoft's Session-Expires; [SUP] illustration 1800.

@@ -28,6 +28,7 @@ from sbcsim.dialog import (
     IncomingCall,
     ReinviteReceived,
     UserAgent,
+    replaces_value,
 )
 from sbcsim.endpoints.basic import g711_sdp
 from sbcsim.errors import LocalProtocolError
@@ -44,10 +45,22 @@ PstnCallState = Literal["calling", "ringing", "connected", "ended", "failed"]
 
 
 def pstn_sdp(
-    host: str, port: int, session: int, *, direction: Direction = Direction.SENDRECV
+    host: str,
+    port: int,
+    session: int,
+    *,
+    direction: Direction = Direction.SENDRECV,
+    version: int = 1,
 ) -> bytes:
-    """A carrier's G.711 offer/answer (RTP/AVP, PCMU/PCMA, telephone-event) with a direction."""
+    """A carrier's G.711 offer/answer (RTP/AVP, PCMU/PCMA, telephone-event) with a direction.
+
+    ``version`` is the o= line's session version: RFC 3264 §8 has it grow by one with every
+    changed offer, which is how the other side tells a hold from a session refresh."""
     body = g711_sdp(host, port, session)
+    if version != 1:
+        body = body.replace(
+            f"o=sbcsim {session} 1 ".encode(), f"o=sbcsim {session} {version} ".encode(), 1
+        )
     if direction is Direction.SENDRECV:
         return body
     return body.replace(b"a=sendrecv", f"a={direction.value}".encode())
@@ -74,6 +87,7 @@ class PstnCall:
     reinvites: list[tuple[float, bool]] = field(default_factory=list)
     timer: Cancellable | None = field(default=None, repr=False)
     session: int = 0
+    sdp_version: int = 1
 
     @property
     def ringing_seen(self) -> bool:
@@ -101,6 +115,12 @@ class PstnPhoneAgent:
     def call(self, to_number: str, *, headers: tuple[tuple[str, str], ...] = ()) -> PstnCall:
         """Call ``to_number`` through the SBC (a Teams user's number, normally)."""
         return self.carrier.place(self, to_number, headers)
+
+    def take_over(self, other: PstnPhoneAgent) -> PstnCall:
+        """Take over ``other``'s current call: what the carrier sends when ``other`` completes
+        an attended transfer to this phone on its side — a new INVITE from this phone carrying
+        ``Replaces`` for ``other``'s dialog with the SBC (RFC 3891)."""
+        return self.carrier.replace(self, other.current())
 
     def answer(self) -> None:
         """Answer the oldest ringing incoming call."""
@@ -179,7 +199,11 @@ class PstnCarrier:
 
     def _sdp(self, call: PstnCall, direction: Direction = Direction.SENDRECV) -> bytes:
         return pstn_sdp(
-            self.media_host, 40000 + 2 * (call.session % 10000), call.session, direction=direction
+            self.media_host,
+            40000 + 2 * (call.session % 10000),
+            call.session,
+            direction=direction,
+            version=call.sdp_version,
         )
 
     # -- outbound -----------------------------------------------------------------------------------
@@ -204,6 +228,15 @@ class PstnCarrier:
         self._track(phone, call)
         self.node.poke()
         return call
+
+    def replace(self, phone: PstnPhoneAgent, old: PstnCall) -> PstnCall:
+        """Call the party of ``old`` again from ``phone`` with ``Replaces`` naming ``old``'s
+        dialog (RFC 3891 §3: the recipient's local tag is the ``to-tag``); the SBC answers the
+        new call and ends ``old``."""
+        dialog = self.ua.dialog_id(old.ref)
+        if dialog is None or old.state != "connected":
+            raise RuntimeError(f"the call of {old.phone} is not connected: nothing to replace")
+        return self.place(phone, old.remote_number, (("Replaces", replaces_value(dialog)),))
 
     def _track(self, phone: PstnPhoneAgent, call: PstnCall) -> None:
         phone.calls.append(call)
@@ -253,6 +286,7 @@ class PstnCarrier:
     def hold(self, call: PstnCall, on_hold: bool) -> None:
         call.on_hold = on_hold
         direction = Direction.SENDONLY if on_hold else Direction.SENDRECV
+        call.sdp_version += 1  # RFC 3264 §8: a changed offer has a new version
         self.ua.reinvite(call.ref, self._sdp(call, direction), now=self.now())
         self.node.poke()
 

@@ -16,6 +16,10 @@ Two user agents, one per side, with every call bridged between them:
   sip -> sip2 -> sip3 on a 503 with Retry-After or a timeout, never after a 603.
 * **PSTN side** (UDP or TCP): plain RTP/AVP; numbers in E.164 with ``user=phone``; the carrier
   gets each 18x once and the first early-media answer only.
+* **Contact center** (Connect model, Part 10.2 [DOC]) on the PSTN side too: the carrier's calls
+  to an IVR entry number of the topology's ``contact_center`` are relayed to the platform, and
+  the platform's own calls go to Microsoft on the derived trunk its Request-URI names (the
+  customer tenant's FQDN, Part 4.3 [DOC]), like any carrier call.
 
 Media is anchored: the SBC puts its own address and ports in the SDP it sends each way, so a
 leg can be re-bridged (transfer, Replaces) without touching the other one.  No RTP flows in the
@@ -339,6 +343,19 @@ class _Transfer:
 
 
 @dataclass(slots=True, eq=False)
+class _TrunkHop:
+    """A carrier call relayed to the contact-center platform: two PSTN-side calls.
+
+    Both ends speak plain RTP on the SBC's trunk side, so the SDP is passed through as it is
+    [INF]; only the signalling is relayed (progress, answer, re-INVITEs, the end of the call).
+    """
+
+    carrier: CallRef
+    platform: CallRef
+    relays: dict[int, RequestHandle] = field(default_factory=dict)
+
+
+@dataclass(slots=True, eq=False)
 class _Bridge:
     """One call through the SBC: a PSTN leg and a Microsoft leg."""
 
@@ -528,6 +545,7 @@ class ReferenceSbc:
         self._pstn_calls: dict[int, _Bridge] = {}
         self._bye_on_ack: set[tuple[Side, int]] = set()
         self._invite_branches: dict[str, None] = {}
+        self._hops: dict[int, _TrunkHop] = {}
         self._teams_ports = _PortPool(*self.settings.teams_media_ports)
         self._pstn_ports = _PortPool(*self.settings.pstn_media_ports)
         self._next_session = 1000
@@ -674,7 +692,8 @@ class ReferenceSbc:
     @property
     def active_calls(self) -> int:
         """Calls currently bridged (or being set up) through the SBC."""
-        return len({id(b) for b in (*self._teams_calls.values(), *self._pstn_calls.values())})
+        bridges = {id(b) for b in (*self._teams_calls.values(), *self._pstn_calls.values())}
+        return len(bridges) + len({id(h) for h in self._hops.values()})
 
     # -------------------------------------------------------------------- helpers
 
@@ -867,11 +886,16 @@ class ReferenceSbc:
         self._poke()
 
     def _on_pstn_event(self, ev: object) -> None:
+        if self._hop_event(ev):
+            self._poke()
+            return
         match ev:
-            case IncomingCall(call=call, request=request, replaces=replaces):
+            case IncomingCall(call=call, request=request, replaces=replaces, peer=peer):
                 if replaces is not None:
                     self._pstn_replaces(call, request, replaces)
-                else:
+                elif self._from_contact_center(peer):
+                    self._contact_center_call(call, request)
+                elif not self._to_contact_center(call, request):
                     self._inbound_call(call, request)
             case CallProgress(call=call, status=status, reason=reason, sdp=sdp):
                 self._pstn_progress(call, status, reason, sdp)
@@ -1288,6 +1312,116 @@ class ReferenceSbc:
         for peer in connections():
             if peer.remote == address and peer.connection_id is not None:
                 close(peer.connection_id)
+
+    # -------------------------------------------------------------------- contact center
+
+    def _from_contact_center(self, peer: PeerInfo) -> bool:
+        cc = self.topology.contact_center
+        return cc is not None and peer.remote[0] == cc.address
+
+    def _contact_center_call(self, call: CallRef, request: Request) -> None:
+        """A call of the contact-center platform toward an agent or SME in Teams."""
+        number = self._number(_uri_user(request.uri))
+        if number is None:
+            self.pstn_ua.respond(call, 484, now=self._now())
+            self._event("call_rejected", request.call_id, "484 not an E.164 number")
+            return
+        # Part 4.3 [DOC]: the derived trunk of the customer tenant, named by the platform in the
+        # Request-URI host; a platform that names none is routed by the number's tenant
+        uri = request.uri
+        tenant = None
+        if isinstance(uri, SipUri) and not uri.host_is_ip:
+            tenant = self.topology.tenant_for_fqdn(uri.host)
+        tenant = tenant or self.topology.tenant_for_number(number)
+        if tenant is None:
+            self.pstn_ua.respond(call, 404, now=self._now())
+            self._event("call_rejected", request.call_id, f"404 no tenant for {number}")
+            return
+        self._inbound_call(call, request, route=(tenant, number))
+
+    def _to_contact_center(self, call: CallRef, request: Request) -> bool:
+        """Relay a carrier call to an IVR entry number to the platform; False if it is not one."""
+        cc = self.topology.contact_center
+        number = self._number(_uri_user(request.uri))
+        if cc is None or number is None or cc.route(number) is None:
+            return False
+        host = f"[{cc.address}]" if ":" in cc.address else cc.address
+        caller = self._caller_number(request)
+        headers = [(n, v) for n in _PASS_TOWARD_PSTN for v in request.headers.get_all(n)]
+        platform = self.pstn_ua.invite(
+            f"sip:{number}@{host}:{cc.port};user=phone",
+            from_=f"<sip:{caller}@{self.pstn_address[0]};user=phone>",
+            to=f"<sip:{number}@{host};user=phone>",
+            remote=(cc.address, cc.port),
+            transport=self.topology.sbc.pstn_side.transport,
+            sdp=request.body or None,
+            headers=headers,
+            now=self._now(),
+        )
+        hop = _TrunkHop(call, platform)
+        self._hops[call.id] = hop
+        self._hops[platform.id] = hop
+        self._event("call_routed", request.call_id, f"{number} -> contact center")
+        return True
+
+    def _hop_event(self, ev: object) -> bool:
+        """Events of carrier <-> contact-center calls; False for every other event."""
+        ref = getattr(ev, "call", None)
+        hop = self._hops.get(ref.id) if isinstance(ref, CallRef) else None
+        if hop is None or ref is None:
+            return False
+        ua = self.pstn_ua
+        now = self._now()
+        other = hop.platform if ref == hop.carrier else hop.carrier
+        ringing = (CallState.INCOMING, CallState.EARLY)
+        match ev:
+            case CallProgress(status=status, reason=reason, sdp=sdp) if ref == hop.platform:
+                if status > 100 and ua.call_state(hop.carrier) in ringing:
+                    ua.respond(hop.carrier, status, reason=reason or None, sdp=sdp, now=now)
+            case CallEstablished(sdp=sdp) if ref == hop.platform:
+                if ua.call_state(hop.carrier) in ringing:
+                    ua.respond(hop.carrier, 200, sdp=sdp or ua.remote_sdp(ref), now=now)
+            case CallEstablished():
+                if ("pstn", ref.id) in self._bye_on_ack:
+                    self._bye_on_ack.discard(("pstn", ref.id))
+                    self._end_hop(hop, ref)
+            case CallFailed(status=status, reason=reason) if ref == hop.platform:
+                self._forget_hop(hop)
+                if ua.call_state(hop.carrier) in ringing:
+                    ua.respond(hop.carrier, status, reason=reason or None, now=now)
+            case CallFailed() | CallCancelled() | CallEnded():
+                self._end_hop(hop, ref)
+            case ReinviteReceived(handle=handle, sdp=sdp) if handle is not None:
+                if sdp is None or ua.call_state(other) != CallState.CONFIRMED:
+                    ua.respond_request(handle, 200, sdp=ua.local_sdp(ref), now=now)
+                else:
+                    try:
+                        relay = ua.reinvite(other, sdp, now=now)
+                    except LocalProtocolError:
+                        ua.respond_request(handle, 491, now=now)
+                    else:
+                        hop.relays[relay.id] = handle
+            case RequestCompleted(ref=done, status=status, response=response):
+                handle = hop.relays.pop(done.id, None)
+                if handle is not None:
+                    body = response.body if response is not None and response.body else None
+                    try:
+                        ua.respond_request(handle, status, sdp=body, now=now)
+                    except LocalProtocolError as exc:
+                        self.log.info("relay_refused", side="pstn", error=exc.msg)
+            case _:
+                pass
+        return True
+
+    def _forget_hop(self, hop: _TrunkHop) -> None:
+        for leg in (hop.carrier, hop.platform):
+            self._hops.pop(leg.id, None)
+
+    def _end_hop(self, hop: _TrunkHop, gone: CallRef) -> None:
+        """One end of a carrier <-> contact-center call is gone: end the other."""
+        self._forget_hop(hop)
+        other = hop.platform if gone == hop.carrier else hop.carrier
+        self._hangup("pstn", other)
 
     # -------------------------------------------------------------------- outbound: Teams -> PSTN
 

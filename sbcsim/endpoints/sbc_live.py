@@ -340,14 +340,18 @@ def sbc(
 )
 @click.pass_context
 def mutants(ctx: click.Context, plans: tuple[Path, ...], jobs: int) -> None:
-    """List the reference SBC's mutants and the Direct Routing rule each one breaks.
+    """List the reference SBC's and contact center's mutants and the rule each one breaks.
 
-    With --score PLAN: run the plan against the reference SBC (it must pass every check) and
-    against each mutant (at least one check must fail); exit 0 only at a 100 % score.
+    With --score PLAN: run the plan against the reference (it must pass every check) and
+    against each mutant of the family the plan targets (``mutants: sbc`` or ``ccaas`` in the
+    plan; at least one check must fail); exit 0 only at a 100 % score.
     """
     console = _console(ctx)
     if not plans:
+        from sbcsim.endpoints.ccaas import ccaas_mutants_table
+
         console.print(mutants_table())
+        console.print(ccaas_mutants_table())
         return
     from rich.table import Table
 
@@ -385,8 +389,10 @@ def mutants(ctx: click.Context, plans: tuple[Path, ...], jobs: int) -> None:
     console.print(table)
     ref = "passes" if report.reference_passes else "[red]FAILS[/red]"
     killed = sum(o.killed for o in report.outcomes)
+    families = ", ".join(dict.fromkeys(lp.plan.mutants for lp in loaded))
     console.print(
-        f"reference SBC {ref} every plan; mutants killed {killed}/{len(report.outcomes)}: "
+        f"reference ({families}) {ref} every plan; mutants killed "
+        f"{killed}/{len(report.outcomes)}: "
         f"mutation score {report.score:.0%}"
     )
     ctx.exit(EXIT_OK if report.reference_passes and report.score == 1.0 else 1)

@@ -363,6 +363,11 @@ class _Wire:
     ) -> None:
         if self.proxy.silent or self.inner is None:
             return
+        if connection_id is not None and self.proxy.refused(connection_id):
+            # Part 1.1 [SUP] step 2: a refused connection is closed and its messages are not
+            # processed; nothing goes back for them (the UA core's automatic 100 Trying would
+            # otherwise take another connection to the Via address).
+            return
         settings = self.proxy.service.settings
         data = microsoft_wire_style(
             data,
@@ -486,6 +491,9 @@ class SbcLeg:
     abandoned: bool = False
     dial: Dial | None = None
     timer: Cancellable | None = None
+    #: Where the leg's media goes when not the default Media Processor (the conference
+    #: instance after an escalation); later re-INVITEs (hold, resume) keep it.
+    media_address: str | None = None
 
     def sdp(
         self, direction: Direction = Direction.SENDRECV, *, address: str | None = None
@@ -494,7 +502,7 @@ class SbcLeg:
         settings = self.proxy.service.settings
         return media_processor_sdp(
             self.offer,
-            address or settings.media_processor_address,
+            address or self.media_address or settings.media_processor_address,
             settings.media_processor_port + 2 * (self.session % 2000),
             self.session,
             version=self.sdp_version,
@@ -804,6 +812,10 @@ class TeamsProxy:
         """Drop the TLS connection a refused message came on (Part 12.1 [SUP]: "close or reset")."""
         if peer.connection_id is not None and self.wire.close_connection(peer.connection_id):
             self.closed_connections.append((self.service.now(), peer.connection_id, why))
+
+    def refused(self, connection_id: int) -> bool:
+        """Whether this proxy closed ``connection_id`` on a peer it refused."""
+        return any(conn == connection_id for _, conn, _ in self.closed_connections)
 
     def dial(self, dial: Dial, trunk: str) -> SbcLeg:
         """Send one outbound INVITE of a hunt to ``trunk`` (Part 3.1 [DOC])."""
@@ -1790,6 +1802,11 @@ class DirectRoutingService:
         if call.transfer is not None and call.transfer.outcome == "pending":
             # Part 5.3 [SUP]: a BYE that arrives before the final NOTIFY ends the transfer.
             call.transfer.outcome = "failed"
+        if call.conference and (call.users or call.live_legs()):
+            # A group call (Part 8.5 [DOC]: the conference Media Processor mixes it) goes on
+            # without the party that left; it ends when its last Teams user hangs up.
+            call.history.append(f"{leg.remote_number or 'a party'} left the group call")
+            return
         self._call_gone(call, reason)
 
     def _call_gone(self, call: MsCall, reason: str) -> None:
@@ -2190,15 +2207,20 @@ class DirectRoutingService:
         self.flush()
         return record
 
-    def add_participant(self, user: TeamsUserAgent, call: Any, number: str) -> MsCall:
-        """Escalation of a 1:1 call to a group call (Part 8.5 [DOC]): a re-INVITE moves the SBC
-        leg to a conference Media Processor, then the new party is dialled in."""
+    def escalate(self, user: TeamsUserAgent, call: Any) -> MsCall:
+        """Escalation of a 1:1 call to a group call (Part 8.5 [DOC]: "Media Processors are always
+        inserted for escalation from 1:1 to a group call"): a re-INVITE moves the SBC leg to the
+        conference Media Processor (settings.conference_processor_address, [INF]); the members
+        show ``InAConferenceCall`` (Part 11).  There is no way back (Part 8.4 [DOC] S12:
+        "De-escalation ... never happens as per design"), so a second escalation does nothing."""
         assert isinstance(call, MsCall)
+        if call.conference:
+            return call
         leg = self._sbc_leg(call)
         call.conference = True
         leg.sdp_version += 1
-        conference_address = self.settings.media_processor_address
-        leg.proxy.ua.reinvite(leg.ref, leg.sdp(address=conference_address), now=self.now())
+        leg.media_address = self.settings.conference_processor_address
+        leg.proxy.ua.reinvite(leg.ref, leg.sdp(), now=self.now())
         for member in list(call.users):
             try:
                 self.presence.call_ended(member.user.graph_id, self.now())
@@ -2206,6 +2228,14 @@ class DirectRoutingService:
             except LookupError:
                 pass
         call.history.append(f"escalated to a group call by {user.upn}")
+        self.flush()
+        return call
+
+    def add_participant(self, user: TeamsUserAgent, call: Any, number: str) -> MsCall:
+        """Add a party to a call: it is escalated to a group call first (:meth:`escalate`),
+        then the new party is dialled in (a PSTN number through the SBC, Part 3)."""
+        assert isinstance(call, MsCall)
+        self.escalate(user, call)
         other = self._by_number.get(number)
         if other is not None:
             call.state = "ringing"

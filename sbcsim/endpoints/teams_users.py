@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from sbcsim.node import Cancellable
-from sbcsim.topology import AnswerBehaviour, AnswerMode, TeamsUser, Tenant
+from sbcsim.topology import AnswerBehaviour, AnswerMode, Forwarding, TeamsUser, Tenant
 
 __all__ = [
     "Alert",
@@ -72,6 +72,8 @@ class CallControl(Protocol):
     def consult_transfer(self, user: TeamsUserAgent, call: Any, consult: Any) -> Any: ...
 
     def add_participant(self, user: TeamsUserAgent, call: Any, number: str) -> Any: ...
+
+    def escalate(self, user: TeamsUserAgent, call: Any) -> Any: ...
 
     def place_call(self, user: TeamsUserAgent, number: str, *, anonymous: bool = False) -> Any: ...
 
@@ -230,6 +232,16 @@ class TeamsUserAgent:
     def add_participant(self, number: str) -> Any:
         """Escalate the current call to a group call and dial ``number`` into it."""
         return self.control.add_participant(self, self.current_call(), number)
+
+    def escalate(self) -> Any:
+        """Turn the current 1:1 call into a group call (the media moves to a conference Media
+        Processor, Part 8.5 [DOC]) without adding anybody yet."""
+        return self.control.escalate(self, self.current_call())
+
+    def set_forwarding(self, forwarding: Forwarding) -> None:
+        """Change the user's call forwarding ("Forward my calls", "If unanswered") for the
+        next calls, as the user would in the Teams client."""
+        self.user = self.user.model_copy(update={"forwarding": forwarding})
 
     def place_call(self, number: str, *, anonymous: bool = False) -> Any:
         """Call a number (PSTN, through the SBC) or another user's number."""

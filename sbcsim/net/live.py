@@ -57,6 +57,8 @@ _Key = tuple[Address, StreamTransportName]
 
 # How long aclose() waits for sockets to be released before giving up on a silent peer.
 _CLOSE_GRACE = 2.0
+# Destination hosts whose UDP source socket is remembered.
+_UDP_ROUTES_LIMIT = 1024
 
 
 class LiveTransport:
@@ -93,6 +95,8 @@ class LiveTransport:
         self._listening: list[tuple[TransportName, Address]] = []
         self._udp: list[UdpEndpoint] = []
         self._udp_ephemeral: dict[socket.AddressFamily, UdpEndpoint] = {}
+        self._udp_routes: dict[str, UdpEndpoint] = {}
+        self._udp_batch: list[tuple[UdpEndpoint, bytes, Address]] = []
         self._udp_waiting: dict[socket.AddressFamily, list[tuple[bytes, Address]]] = {}
         self._listeners: list[StreamListener] = []
         self._by_id: dict[int, StreamConnection] = {}
@@ -147,6 +151,7 @@ class LiveTransport:
         self._loop = self._loop or asyncio.get_running_loop()
         endpoint = await open_udp_endpoint(host, port, self._datagram_received, self._udp_error)
         self._udp.append(endpoint)
+        self._udp_routes.clear()
         self._listening.append(("udp", endpoint.local))
         log.info("listening", transport="udp", local=format_address(endpoint.local))
         return endpoint.local
@@ -277,17 +282,43 @@ class LiveTransport:
             if len(self._udp_waiting[family]) == 1:
                 self._spawn(self._open_ephemeral_udp(family))
             return
-        self._last_udp_destination[family] = remote
-        try:
-            endpoint.send(data, remote)
-        except (OSError, ValueError, TypeError) as exc:
-            message = f"cannot send UDP to {format_address(remote)}: {os_error_hint(exc)}"
-            log.warning(
-                "udp_send_failed", transport="udp", remote=format_address(remote), error=message
-            )
-            self._report_later(remote, "udp", TransportError(message, address=remote))
+        # Datagrams leave at the end of this loop iteration, together: on a loaded node one
+        # iteration handles several received datagrams, and waking the peer once for all the
+        # answers costs far less than once per answer (a sendto that wakes a sleeping receiver
+        # on another CPU is ten to thirty times dearer than one that does not).
+        batch = self._udp_batch
+        batch.append((endpoint, data, remote))
+        if len(batch) == 1:
+            self.loop.call_soon(self._flush_udp)
+
+    def _flush_udp(self) -> None:
+        batch = self._udp_batch
+        if not batch:
+            return
+        self._udp_batch = []
+        for endpoint, data, remote in batch:
+            self._last_udp_destination[endpoint.family] = remote
+            try:
+                endpoint.send(data, remote)
+            except (OSError, ValueError, TypeError) as exc:
+                message = f"cannot send UDP to {format_address(remote)}: {os_error_hint(exc)}"
+                log.warning(
+                    "udp_send_failed", transport="udp", remote=format_address(remote), error=message
+                )
+                self._report(remote, "udp", TransportError(message, address=remote))
 
     def _udp_endpoint(self, family: socket.AddressFamily, host: str) -> UdpEndpoint | None:
+        # The choice depends only on the destination host and the bound sockets: remembered per
+        # host (until a socket is added or closes), as it is made for every datagram sent.
+        endpoint = self._udp_routes.get(host)
+        if endpoint is not None and endpoint.is_open:
+            return endpoint
+        endpoint = self._choose_udp_endpoint(family, host)
+        if endpoint is not None and len(self._udp_routes) < _UDP_ROUTES_LIMIT:
+            self._udp_routes[host] = endpoint
+        return endpoint
+
+    def _choose_udp_endpoint(self, family: socket.AddressFamily, host: str) -> UdpEndpoint | None:
         candidates = [e for e in self._udp if e.family == family and e.is_open]
         if not candidates:
             ephemeral = self._udp_ephemeral.get(family)
@@ -363,6 +394,7 @@ class LiveTransport:
         """Stop listening and close every socket; queued stream data is still flushed."""
         if self.closed:
             return
+        self._flush_udp()  # what was sent before close() still goes out
         self.closed = True
         for listener in self._listeners:
             listener.close()

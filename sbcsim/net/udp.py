@@ -51,9 +51,26 @@ def format_address(address: Address) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+# Every datagram in and out goes through canonical_host/address_family, and a node talks to a
+# handful of peers: parsing the same literal with ipaddress each time was a tenth of the cost of
+# a call.  Bounded so that a flood of distinct sources cannot grow them without limit.
+_CACHE_LIMIT = 4096
+_canonical: dict[str, str] = {}
+_families: dict[str, socket.AddressFamily | None] = {}
+
+
 def canonical_host(host: str) -> str:
     """One spelling per host: IP literals compressed (``0:0::1`` -> ``::1``, no brackets, an
     IPv4-mapped IPv6 address as plain IPv4), names lower-case.  Connection keys depend on it."""
+    known = _canonical.get(host)
+    if known is None:
+        known = _canonical_host(host)
+        if len(_canonical) < _CACHE_LIMIT:
+            _canonical[host] = known
+    return known
+
+
+def _canonical_host(host: str) -> str:
     host = host.strip()
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
@@ -73,6 +90,16 @@ def normalize_sockaddr(sockaddr: Any) -> Address:
 
 def address_family(host: str) -> socket.AddressFamily | None:
     """``AF_INET`` / ``AF_INET6`` for an IP literal, ``None`` for a name that needs resolving."""
+    try:
+        return _families[host]
+    except KeyError:
+        family = _address_family(host)
+        if len(_families) < _CACHE_LIMIT:
+            _families[host] = family
+        return family
+
+
+def _address_family(host: str) -> socket.AddressFamily | None:
     try:
         ip = ipaddress.ip_address(host.strip("[]"))
     except ValueError:

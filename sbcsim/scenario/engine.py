@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from sbcsim.scenario.matchers import Match, match_entry, substitute
+from sbcsim.scenario.matchers import Match, addr_spec, match_entry, substitute
 from sbcsim.scenario.models import (
     CheckWrap,
     ExpectNoneStep,
@@ -37,12 +37,24 @@ from sbcsim.scenario.models import (
 from sbcsim.sip.message import Request
 from sbcsim.testplan.results import CheckResult, ScenarioResult, TraceEntry
 
-__all__ = ["ScenarioError", "ScenarioRun", "StepImpossible", "World", "run_scenario"]
+__all__ = [
+    "ScenarioError",
+    "ScenarioRun",
+    "ScenarioSkipped",
+    "StepImpossible",
+    "World",
+    "run_scenario",
+]
 
 
 class ScenarioError(Exception):
     """The scenario itself is wrong (unknown actor, an action the world cannot perform): an
     *error* verdict."""
+
+
+class ScenarioSkipped(Exception):
+    """The world cannot run this scenario at all (one that needs the virtual clock, against a
+    live SBC); raised by a world factory, it gives a *skip* verdict with the reason."""
 
 
 class StepImpossible(Exception):
@@ -64,6 +76,9 @@ class World(Protocol):
         self, condition: Mapping[str, Any], variables: Mapping[str, str]
     ) -> tuple[bool, str, str]: ...
     def close(self) -> None: ...
+    def warm_up(self, seconds: float) -> None:
+        """Before the first step: let the SBC's OPTIONS flow (``seconds`` from the scenario)."""
+        ...
 
 
 @dataclass(slots=True)
@@ -94,6 +109,11 @@ def _capture(
             value = msg.from_.tag
         elif key == "request-uri":
             value = str(msg.uri) if isinstance(msg, Request) else None
+        elif key == "time":
+            value = repr(entry.time)
+        elif key.startswith("uri:"):
+            header = msg.headers.get(what[4:].strip())
+            value = None if header is None else addr_spec(header)
         else:
             value = msg.headers.get(what)
         if value is not None:
@@ -204,6 +224,11 @@ def _describe(step: ExpectStep | ExpectNoneStep, variables: Mapping[str, str]) -
         parts.append(f"Request-URI /{substitute(step.uri, variables)}/")
     parts += [f"{k}: /{substitute(v, variables)}/" for k, v in step.headers.items()]
     parts += [f"no {h}" for h in step.absent]
+    if step.body is not None:
+        parts.append(f"body /{substitute(step.body, variables)}/")
+    if step.elapsed is not None:
+        upper = "" if step.elapsed.max is None else f"..{step.elapsed.max:g}"
+        parts.append(f"sent {step.elapsed.min:g}{upper} s after {step.elapsed.since}")
     if step.sdp is not None:
         parts.append(
             "SDP "
@@ -228,7 +253,7 @@ def run_scenario(
         run = ScenarioRun(scenario, world, seed)
         t0 = world.now()
         if scenario.warmup:
-            world.run_for(scenario.warmup)
+            world.warm_up(scenario.warmup)
         run.cursor = len(world.trace())
         for step in scenario.steps:
             reached += 1
@@ -258,6 +283,14 @@ def run_scenario(
                     run.cursor = len(world.trace())
                     world.act(kind, args, run.variables)
         result.sim_seconds = world.now() - t0
+    except ScenarioSkipped as exc:
+        result.verdict = "skip"
+        result.error = str(exc)
+        judged = run.checks if run is not None else result.checks
+        judged.extend(
+            CheckResult(check_id, requirement, "skip", f"skipped: {exc}")
+            for check_id, requirement in scenario.checks()[len(judged) :]
+        )
     except StepImpossible as exc:
         result.verdict = "fail"
         if run is not None:

@@ -12,13 +12,13 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from sbcsim.errors import RemoteProtocolError
-from sbcsim.scenario.models import MessagePattern, SdpPattern
+from sbcsim.scenario.models import MessagePattern, SdpPattern, TimingPattern
 from sbcsim.sip.message import Request, Response
 from sbcsim.sip.parser import parse_message
 from sbcsim.sip.sdp import SessionDescription
 from sbcsim.testplan.results import TraceEntry
 
-__all__ = ["Match", "match_entry", "parse_entry", "substitute"]
+__all__ = ["Match", "addr_spec", "match_entry", "parse_entry", "raw_request_uri", "substitute"]
 
 _VAR_RE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -31,6 +31,32 @@ def substitute(text: str, variables: Mapping[str, str]) -> str:
 @lru_cache(maxsize=256)
 def _regex(pattern: str) -> re.Pattern[str]:
     return re.compile(pattern)
+
+
+def _literal(pattern: str) -> str | None:
+    """The text of a ``=text`` literal pattern, or None for a regex."""
+    return pattern[1:] if pattern.startswith("=") else None
+
+
+def addr_spec(value: str) -> str:
+    """The URI inside one header value (``<uri>;params`` or a bare ``uri;params``), without its
+    ``?headers`` part: what a Refer-To names as the new Request-URI (RFC 3515 §2.4.2)."""
+    start = value.find("<")
+    if start >= 0:
+        end = value.find(">", start)
+        uri = value[start + 1 : end if end >= 0 else len(value)]
+    else:
+        uri = value.split(";", 1)[0]
+    return uri.split("?", 1)[0].strip()
+
+
+def raw_request_uri(data: bytes) -> str | None:
+    """The Request-URI exactly as written on the wire (None for a response)."""
+    line = data.split(b"\n", 1)[0].rstrip(b"\r").decode("utf-8", "replace")
+    parts = line.split(" ")
+    if len(parts) != 3 or line.startswith("SIP/"):
+        return None
+    return parts[1]
 
 
 @dataclass(slots=True)
@@ -123,15 +149,28 @@ def match_entry(
         else:
             result.identity += 1
     if pattern.uri is not None:
+        wanted_uri = substitute(pattern.uri, variables)
+        exact = _literal(wanted_uri)
         if not isinstance(msg, Request):
             fails.append("a Request-URI was expected, this is a response")
-        elif not _regex(substitute(pattern.uri, variables)).search(str(msg.uri)):
-            fails.append(
-                f"Request-URI {msg.uri} does not match /{substitute(pattern.uri, variables)}/"
-            )
+        elif exact is not None:
+            written = raw_request_uri(entry.data) or str(msg.uri)
+            if written != exact:
+                fails.append(f"Request-URI {written} is not exactly {exact}")
+        elif not _regex(wanted_uri).search(str(msg.uri)):
+            fails.append(f"Request-URI {msg.uri} does not match /{wanted_uri}/")
     for name, regex in pattern.headers.items():
         values = msg.headers.get_all(name)
-        rx = _regex(substitute(regex, variables))
+        text = substitute(regex, variables)
+        exact = _literal(text)
+        if exact is not None:
+            if not values:
+                fails.append(f"no {name} header (expected exactly {exact!r})")
+            elif not any(v.strip() == exact.strip() for v in values):
+                shown = " | ".join(values)
+                fails.append(f"{name}: {shown[:300]!r} is not exactly {exact[:300]!r}")
+            continue
+        rx = _regex(text)
         if not values:
             fails.append(f"no {name} header (expected one matching /{rx.pattern}/)")
         elif not any(rx.search(v) for v in values):
@@ -149,7 +188,31 @@ def match_entry(
             fails.append(f"{name} has {got} value(s), expected {n}")
     if pattern.sdp is not None:
         fails.extend(_sdp_failures(msg, pattern.sdp))
+    if pattern.body is not None:
+        text = msg.body.decode("utf-8", "replace")
+        body_rx = _regex(substitute(pattern.body, variables))
+        if not body_rx.search(text):
+            fails.append(f"body {text[:120]!r} does not match /{body_rx.pattern}/")
+    if pattern.elapsed is not None:
+        fails.extend(_timing_failures(entry, pattern.elapsed, variables))
     return result
+
+
+def _timing_failures(
+    entry: TraceEntry, timing: TimingPattern, variables: Mapping[str, str]
+) -> list[str]:
+    since = variables.get(timing.since)
+    if since is None:
+        return [f"no instant named {timing.since!r} was captured"]
+    try:
+        start = float(since)
+    except ValueError:
+        return [f"{timing.since} = {since!r} is not an instant (capture it as 'time')"]
+    delta = round(entry.time - start, 6)
+    if delta < timing.min or (timing.max is not None and delta > timing.max):
+        upper = "" if timing.max is None else f" and {timing.max:g}"
+        return [f"sent {delta:g} s after {timing.since}, expected between {timing.min:g}{upper}"]
+    return []
 
 
 def _sdp_failures(msg: Request | Response, pattern: SdpPattern) -> list[str]:

@@ -10,6 +10,18 @@ a link is partitioned; a proxy answers 503; raw bytes are sent) or *judgements*:
 * ``expect_none`` — no message matching the pattern may cross the network during ``within``.
 * ``check`` — a condition on the emulated world (trunk health, presence, a call's state).
 
+Regexes in a pattern use Python syntax and ``re.search``.  Two forms compare *strings*
+instead, for rules that say a value must reach the peer unchanged (Part 5.3 [SUP]: "Make sure
+that the strings ... are not changed"):
+
+* a ``headers`` value or a ``uri`` that starts with ``=`` is a literal: after ``{var}``
+  substitution the rest must equal one of the header's values (or the Request-URI exactly as
+  written on the wire), character for character — no escaping of regex metacharacters needed
+  for captured values such as ``Referred-By: '={rb}'``;
+* ``capture`` takes a header's value, the Request-URI, a tag or the Call-ID, and also
+  ``uri:<Header>`` (the URI inside the header's first value, without ``<>``, its parameters or
+  ``?headers``) and ``time`` (the virtual instant the message was sent, for ``elapsed``).
+
 Each step is a mapping with exactly one key naming it (``wait: 5``, ``call: {...}``,
 ``expect: {...}``), which keeps files short and makes every error point at the step's line.
 """
@@ -29,6 +41,7 @@ __all__ = [
     "Scenario",
     "SdpPattern",
     "Step",
+    "TimingPattern",
 ]
 
 
@@ -76,8 +89,19 @@ class SdpPattern(_Model):
     present: bool = Field(True, description="false: the message must have no SDP body")
 
 
+class TimingPattern(_Model):
+    """When a message must be sent, counted from an instant captured earlier with
+    ``capture: {t0: time}``; compared at microsecond resolution, bounds included."""
+
+    since: str = Field(description="a variable captured as 'time'")
+    min: float = Field(0.0, description="at least this many virtual seconds after it")
+    max: float | None = Field(None, description="at most this many virtual seconds after it")
+
+
 class MessagePattern(_Model):
-    """What a message must look like.  Regexes use Python syntax and ``re.search``."""
+    """What a message must look like.  Regexes use Python syntax and ``re.search``; a ``uri``
+    or ``headers`` value starting with ``=`` is a literal string instead (see the module
+    docstring)."""
 
     from_: str | None = Field(
         None,
@@ -88,9 +112,13 @@ class MessagePattern(_Model):
     request: str | None = Field(None, description="request method, e.g. INVITE")
     status: int | list[int] | None = Field(None, description="response status code(s)")
     cseq: str | None = Field(None, description="regex on the CSeq method (for responses)")
-    uri: str | None = Field(None, description="regex on the Request-URI")
+    uri: str | None = Field(
+        None, description="regex on the Request-URI ('=text': exactly this URI)"
+    )
     headers: dict[str, str] = Field(
-        default_factory=dict, description="header name -> regex one of its values must match"
+        default_factory=dict,
+        description="header name -> regex one of its values must match "
+        "('=text': one value must be exactly this text)",
     )
     absent: list[str] = Field(default_factory=list, description="headers that must not be present")
     count: dict[str, int] = Field(
@@ -100,6 +128,12 @@ class MessagePattern(_Model):
         None, description="only messages of this captured Call-ID variable (e.g. c1)"
     )
     sdp: SdpPattern | None = None
+    body: str | None = Field(
+        None, description="regex on the body as text, e.g. '^SIP/2\\.0 200 ' for a sipfrag"
+    )
+    elapsed: TimingPattern | None = Field(
+        None, description="when the message must be sent, relative to a captured 'time'"
+    )
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -122,7 +156,8 @@ class _Judgement(MessagePattern):
 class ExpectStep(_Judgement):
     capture: dict[str, str] = Field(
         default_factory=dict,
-        description="variable -> header name (or 'Call-ID', 'To-tag', 'From-tag', 'Request-URI') to remember",
+        description="variable -> header name (or 'Call-ID', 'To-tag', 'From-tag', "
+        "'Request-URI', 'uri:<Header>', 'time') to remember",
     )
 
 
@@ -158,6 +193,17 @@ class RejectAction(WhoAction):
 class TransferAction(WhoAction):
     to: str
     mode: Literal["blind", "consult"] = "blind"
+
+
+class ForwardingAction(_Model):
+    """A Teams user's call forwarding, as set in the client (replaces the topology's)."""
+
+    user: str = Field(description="a Teams actor (or UPN)")
+    immediate: str | None = Field(
+        None, description="forward every call at once: an actor, UPN, E.164 number or voicemail"
+    )
+    unanswered: str | None = Field(None, description="forward when unanswered: same forms")
+    unanswered_after_seconds: int = Field(20, ge=1, le=600)
 
 
 class PresenceAction(_Model):
@@ -239,6 +285,90 @@ class SetPresenceStep(_Model):
     presence: PresenceAction
 
 
+class ForwardingStep(_Model):
+    forwarding: ForwardingAction
+
+
+class ApiAuth(_Model):
+    """Whose bearer token an ``api`` step sends (one of the keys, or none: no token)."""
+
+    agent: str | None = Field(
+        None,
+        description="sign this user (actor or UPN) in with the contact center's application "
+        "(OAuth2 password grant) and use the delegated token",
+    )
+    app: str | None = Field(
+        None,
+        description="a tenant id of the topology: the contact center application's own token "
+        "in it (client credentials)",
+    )
+    token: str | None = Field(None, description="this token ({var} substituted)")
+
+
+class ApiAction(_Model):
+    """One HTTP request to the Graph-shaped presence API, in process, recorded as an exchange.
+
+    In ``path`` and in the bodies, ``{user:UPN}`` (or ``{user:actor}``) is the user's Graph id,
+    ``{tenant:id}`` a tenant's GUID, and ``{var}`` a captured variable.  The exchange is judged
+    afterwards with ``check: {condition: {api: {name: ...}}}``.
+    """
+
+    method: Literal["GET", "POST", "PATCH", "DELETE"] = "GET"
+    path: str = Field(description="e.g. /v1.0/users/{user:alice}/presence")
+    as_: str | None = Field(None, alias="as", description="name of the exchange for checks")
+    auth: ApiAuth | None = None
+    json_body: Any = Field(None, alias="json", description="a JSON request body")
+    form: dict[str, str] | None = Field(None, description="a form request body")
+    capture: dict[str, str] = Field(
+        default_factory=dict,
+        description="variable -> dotted path into the response JSON (e.g. access_token, "
+        "value.0.availability)",
+    )
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class EscalateToSmeAction(_Model):
+    """An agent asks the contact center for a subject-matter expert (presence-driven)."""
+
+    agent: str = Field(description="the agent (actor or UPN) whose caller is escalated")
+    mode: Literal["blind", "consult", "conference"] | None = Field(
+        None, description="default: the customer's escalation_mode"
+    )
+    fallback: Literal["queue", "voicemail"] | None = Field(
+        None, description="no SME free: default the customer's sme_fallback"
+    )
+    as_: str | None = Field(
+        None,
+        alias="as",
+        description="remember the instant of the request in this variable (for since/elapsed)",
+    )
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class AgentAction(_Model):
+    agent: str = Field(description="an agent of the contact center (actor or UPN)")
+
+
+class ApiStep(_Model):
+    api: ApiAction
+
+
+class EscalateToSmeStep(_Model):
+    escalate_to_sme: EscalateToSmeAction
+
+
+class CompleteTransferStep(_Model):
+    complete_transfer: AgentAction
+
+
+class SignInStep(_Model):
+    sign_in: AgentAction
+
+
+class SignOutStep(_Model):
+    sign_out: AgentAction
+
+
 class PartitionStep(_Model):
     partition: LinkAction
 
@@ -281,6 +411,12 @@ _STEP_MODELS: dict[str, type[_Model]] = {
     "add_participant": AddParticipantStep,
     "escalate": EscalateStep,
     "presence": SetPresenceStep,
+    "forwarding": ForwardingStep,
+    "api": ApiStep,
+    "escalate_to_sme": EscalateToSmeStep,
+    "complete_transfer": CompleteTransferStep,
+    "sign_in": SignInStep,
+    "sign_out": SignOutStep,
     "partition": PartitionStep,
     "heal": HealStep,
     "proxy_mode": ProxyModeStep,
@@ -316,6 +452,12 @@ Step = Annotated[
     | Annotated[AddParticipantStep, Tag("add_participant")]
     | Annotated[EscalateStep, Tag("escalate")]
     | Annotated[SetPresenceStep, Tag("presence")]
+    | Annotated[ForwardingStep, Tag("forwarding")]
+    | Annotated[ApiStep, Tag("api")]
+    | Annotated[EscalateToSmeStep, Tag("escalate_to_sme")]
+    | Annotated[CompleteTransferStep, Tag("complete_transfer")]
+    | Annotated[SignInStep, Tag("sign_in")]
+    | Annotated[SignOutStep, Tag("sign_out")]
     | Annotated[PartitionStep, Tag("partition")]
     | Annotated[HealStep, Tag("heal")]
     | Annotated[ProxyModeStep, Tag("proxy_mode")]
@@ -348,6 +490,13 @@ class Scenario(_Model):
     )
     sbc_settings: dict[str, Any] = Field(
         default_factory=dict, description="reference-SBC settings for this scenario"
+    )
+    ccaas_settings: dict[str, Any] = Field(
+        default_factory=dict, description="reference contact-center settings for this scenario"
+    )
+    presence_api: dict[str, Any] = Field(
+        default_factory=dict,
+        description="presence API settings for this scenario (rate_limit_requests ...)",
     )
     warmup: float = Field(
         65.0, ge=0, description="virtual seconds before the first step (OPTIONS exchange)"

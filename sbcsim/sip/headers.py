@@ -405,10 +405,10 @@ def parse_name_addr(text: str, *, allow_star: bool = False) -> NameAddr:
         return NameAddr(uri, display, params, angle=True)
     # addr-spec form: the URI ends at the first ';' or LWS; what follows are header params.
     end = len(rest)
-    for i, c in enumerate(rest):
-        if c in "; \t":
+    for stop in ";", " ", "\t":
+        i = rest.find(stop, 0, end)
+        if i >= 0:
             end = i
-            break
     uri_text = rest[:end]
     if not uri_text:
         raise RemoteProtocolError(f"missing URI in {s[:60]!r}")
@@ -437,7 +437,7 @@ def parse_name_addrs(values: Iterable[str], *, allow_star: bool = False) -> list
 # --------------------------------------------------------------------------------------------
 def parse_uint(text: str, what: str, maximum: int = MAX_UINT32) -> int:
     s = text.strip(" \t")
-    if not _DIGITS_RE.match(s):
+    if not s.isdecimal():  # what r"\d+\Z" accepts, without the regex
         raise RemoteProtocolError(f"{what} is not a number: {s[:20]!r}")
     if len(s) > 12 or int(s) > maximum:
         raise RemoteProtocolError(f"{what} {s[:20]} exceeds {maximum}")
@@ -714,7 +714,7 @@ def parse_rack(text: str) -> RAck:
 # --------------------------------------------------------------------------------------------
 # The container
 # --------------------------------------------------------------------------------------------
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class HeaderField:
     """One header line: ``name`` as spelled, unfolded ``value``, and the ``raw`` line if parsed."""
 
@@ -723,9 +723,12 @@ class HeaderField:
     key: str = ""
     raw: str | None = field(default=None, repr=False)
 
-    def __post_init__(self) -> None:
-        if not self.key:
-            self.key = canonical_name(self.name)
+    # Written out (not generated with a __post_init__): the parser makes one per header line.
+    def __init__(self, name: str, value: str, key: str = "", raw: str | None = None) -> None:
+        self.name = name
+        self.value = value
+        self.key = key or canonical_name(name)
+        self.raw = raw
 
     def line(self) -> str:
         return self.raw if self.raw is not None else f"{self.name}: {self.value}"
@@ -746,6 +749,19 @@ class Headers:
         self._index: dict[str, list[str]] | None = None
         self.cache: dict[str, object] = {}
         self.dirty = False
+
+    @classmethod
+    def from_parsed(
+        cls, fields: list[HeaderField], index: dict[str, list[str]] | None = None
+    ) -> Headers:
+        """Adopt ``fields`` (and, when the caller built it, their name -> values ``index``)
+        without copying: the parser's constructor."""
+        headers = cls.__new__(cls)
+        headers._fields = fields
+        headers._index = index
+        headers.cache = {}
+        headers.dirty = False
+        return headers
 
     def _changed(self) -> None:
         self.cache.clear()

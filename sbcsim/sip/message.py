@@ -115,6 +115,7 @@ REASON_PHRASES: dict[int, str] = {
 
 _T = TypeVar("_T")
 _V = TypeVar("_V")
+_MISSING = object()
 
 
 class Message:
@@ -139,12 +140,12 @@ class Message:
     # -- typed views (cached per Headers mutation) ----------------------------------------------
     def _cached(self, key: str, build: Callable[[], _V]) -> _V:
         cache = self.headers.cache
-        try:
-            return cache[key]  # type: ignore[return-value]
-        except KeyError:
-            value = build()
-            cache[key] = value
-            return value
+        # A sentinel rather than KeyError: every typed view misses once per message, and
+        # raising costs more than the look-up (validation reads a dozen views per message).
+        value = cache.get(key, _MISSING)
+        if value is _MISSING:
+            value = cache[key] = build()
+        return value  # type: ignore[return-value]
 
     def _single(self, name: str) -> str | None:
         """The value of a header that must appear at most once."""
@@ -161,9 +162,15 @@ class Message:
             raise RemoteProtocolError(f"missing {name} header")
         return v
 
+    # The hot views (every message reads them several times) look in the cache first, without
+    # building a closure for _cached.
+
     @property
     def via(self) -> list[Via]:
-        return self._cached("via", lambda: parse_vias(self.headers.get_all("via")))
+        value = self.headers.cache.get("via")
+        if value is None:
+            value = self._cached("via", lambda: parse_vias(self.headers.get_all("via")))
+        return value  # type: ignore[return-value]
 
     @property
     def top_via(self) -> Via:
@@ -173,6 +180,10 @@ class Message:
         return vias[0]
 
     def _name_addr(self, name: str) -> NameAddr:
+        value = self.headers.cache.get(name)
+        if value is not None:
+            return value  # type: ignore[return-value]
+
         def build() -> NameAddr:
             value = self._required(name)
             if len(split_commas(value)) > 1:
@@ -191,6 +202,10 @@ class Message:
 
     @property
     def call_id(self) -> str:
+        value = self.headers.cache.get("call-id")
+        if value is not None:
+            return value  # type: ignore[return-value]
+
         def build() -> str:
             v = self._required("call-id").strip(" \t")
             if not v or any(c in v for c in " \t,"):
@@ -201,16 +216,26 @@ class Message:
 
     @property
     def cseq(self) -> CSeq:
-        return self._cached("cseq", lambda: parse_cseq(self._required("cseq")))
+        value = self.headers.cache.get("cseq")
+        if value is None:
+            value = self._cached("cseq", lambda: parse_cseq(self._required("cseq")))
+        return value  # type: ignore[return-value]
 
     @property
     def contact(self) -> list[NameAddr]:
-        return self._cached(
-            "contact", lambda: parse_name_addrs(self.headers.get_all("contact"), allow_star=True)
-        )
+        value = self.headers.cache.get("contact")
+        if value is None:
+            value = self._cached(
+                "contact",
+                lambda: parse_name_addrs(self.headers.get_all("contact"), allow_star=True),
+            )
+        return value  # type: ignore[return-value]
 
     def _list(self, name: str) -> list[NameAddr]:
-        return self._cached(name, lambda: parse_name_addrs(self.headers.get_all(name)))
+        value = self.headers.cache.get(name)
+        if value is None:
+            value = self._cached(name, lambda: parse_name_addrs(self.headers.get_all(name)))
+        return value  # type: ignore[return-value]
 
     @property
     def route(self) -> list[NameAddr]:
@@ -238,6 +263,10 @@ class Message:
         return self._optional_name_addr("referred-by")
 
     def _optional_uint(self, name: str, maximum: int) -> int | None:
+        value = self.headers.cache.get(name, _MISSING)
+        if value is not _MISSING:
+            return value  # type: ignore[return-value]
+
         def build() -> int | None:
             v = self._single(name)
             return None if v is None else parse_uint(v, name, maximum)
@@ -512,22 +541,37 @@ def make_response(
     if not 100 <= status <= 699:
         raise LocalProtocolError(f"status {status} is not a SIP status code")
     fields: list[HeaderField] = []
+    append = fields.append
     for f in request.headers:
-        if f.key in ("via", "from", "call-id", "cseq"):
-            fields.append(HeaderField(f.name, f.value, f.key))
-        elif f.key == "to":
+        key = f.key
+        if key in _COPIED_TO_RESPONSES:
+            append(HeaderField(f.name, f.value, key))
+        elif key == "to":
             value = f.value
             if to_tag is not None and status != 100 and request.to.tag is None:
-                value = str(request.to.with_tag(to_tag))
-            fields.append(HeaderField(f.name, value, f.key))
-        elif f.key == "timestamp" and status == 100:
-            fields.append(HeaderField(f.name, f.value, f.key))
-    resp = Response(status, reason, Headers(fields), body)
-    for name, value in headers:
-        resp.headers.append(name, value)
+                value = _to_with_tag(request, to_tag)
+            append(HeaderField(f.name, value, key))
+        elif key == "timestamp" and status == 100:
+            append(HeaderField(f.name, f.value, key))
+    for name, extra in headers:
+        append(HeaderField(name, str(extra)))
     if content_type is not None:
-        resp.headers.append("Content-Type", content_type)
-    return resp
+        append(HeaderField("Content-Type", content_type, "content-type"))
+    return Response(status, reason, Headers.from_parsed(fields), body)
+
+
+_COPIED_TO_RESPONSES = frozenset(("via", "from", "call-id", "cseq"))
+
+
+def _to_with_tag(request: Request, to_tag: str) -> str:
+    """The request's To with our tag, as text; kept with the request's typed views, as a UAS
+    sends it in every response (180, 200 ...) to the same INVITE."""
+    cache = request.headers.cache
+    key = "to;tag=" + to_tag
+    value = cache.get(key)
+    if value is None:
+        value = cache[key] = str(request.to.with_tag(to_tag))
+    return value  # type: ignore[return-value]
 
 
 def build_request(

@@ -83,6 +83,12 @@ _DATE_RE = re.compile(
 )
 
 
+# Header name as spelled -> canonical key, for names already checked to be tokens: one look-up
+# per header line instead of a token check and a name normalisation.
+_name_keys: dict[str, str] = {}
+_NAME_KEYS_LIMIT = 2048
+
+
 def _discard_or(status: int | None, is_request: bool) -> int | None:
     return status if is_request else None
 
@@ -150,8 +156,13 @@ def _parse(data: bytes, transport: str, limits: ParserLimits, validate: bool) ->
         raise RemoteProtocolError(
             "start line too long", _discard_or(414 if is_request else 400, is_request)
         )
-    stray = text.replace("\r\n", "") if eol == "\r\n" else text
-    if "\r" in stray or (eol == "\r\n" and "\n" in stray):
+    # A CR or LF that is not part of a line ending (counted, not copied: this runs per message).
+    if eol == "\r\n":
+        crlf = text.count("\r\n")
+        stray = text.count("\r") != crlf or text.count("\n") != crlf
+    else:
+        stray = "\r" in text
+    if stray:
         raise RemoteProtocolError(
             "bare CR or LF in the header section", _discard_or(400, is_request)
         )
@@ -178,7 +189,7 @@ def _parse(data: bytes, transport: str, limits: ParserLimits, validate: bool) ->
             raise RemoteProtocolError(
                 "headers are not allowed in a Request-URI (RFC 3261 §19.1.1)", 400
             )
-        msg = Request(method, uri, version=version)
+        start_version = version
     else:
         ver, sp, rest_line = first.partition(" ")
         code, _sp2, reason = rest_line.partition(" ")
@@ -189,12 +200,14 @@ def _parse(data: bytes, transport: str, limits: ParserLimits, validate: bool) ->
             raise RemoteProtocolError(f"unsupported version {ver}", None)
         if not _STATUS_RE.match(code) or not 100 <= int(code) <= 699:
             raise RemoteProtocolError(f"invalid status code {code[:20]!r}", None)
-        msg = Response(int(code), reason, version=ver)
-    msg._raw_start = first
+        start_version = ver
 
-    # Header fields, unfolding continuation lines (RFC 3261 §7.3.1).
+    # Header fields, unfolding continuation lines (RFC 3261 §7.3.1).  The name -> values index
+    # is built on the way, unless a folded line changed a value after it was indexed.
     fields: list[HeaderField] = []
     append = fields.append
+    index: dict[str, list[str]] = {}
+    folded = False
     for line in lines[1:]:
         if not line:
             raise RemoteProtocolError(
@@ -209,6 +222,7 @@ def _parse(data: bytes, transport: str, limits: ParserLimits, validate: bool) ->
             prev = fields[-1]
             prev.raw = f"{prev.raw}{eol}{line}"
             prev.value = (prev.value + " " + line.strip(" \t")).strip(" \t")
+            folded = True
             continue
         if len(line) > limits.max_line_length:
             raise RemoteProtocolError("header line too long", _discard_or(400, is_request))
@@ -218,20 +232,36 @@ def _parse(data: bytes, transport: str, limits: ParserLimits, validate: bool) ->
                 f"header line without a name and ':': {line[:40]!r}", _discard_or(400, is_request)
             )
         name = line[:colon].rstrip(" \t")
-        if not is_token(name):
-            raise RemoteProtocolError(
-                f"invalid header name {name[:40]!r}", _discard_or(400, is_request)
-            )
-        append(HeaderField(name, line[colon + 1 :].strip(" \t"), canonical_name(name), line))
+        key = _name_keys.get(name)
+        if key is None:
+            if not is_token(name):
+                raise RemoteProtocolError(
+                    f"invalid header name {name[:40]!r}", _discard_or(400, is_request)
+                )
+            key = canonical_name(name)
+            if len(_name_keys) < _NAME_KEYS_LIMIT:
+                _name_keys[name] = key
+        value = line[colon + 1 :].strip(" \t")
+        append(HeaderField(name, value, key, line))
+        values = index.get(key)
+        if values is None:
+            index[key] = [value]
+        else:
+            values.append(value)
     if len(fields) > limits.max_headers:
         raise RemoteProtocolError(
             f"{len(fields)} header fields exceed {limits.max_headers}", _discard_or(400, is_request)
         )
-    msg.headers = Headers(fields)
+    headers = Headers.from_parsed(fields, None if folded else index)
+    if is_request:
+        msg = Request(method, uri, headers, version=start_version)
+    else:
+        msg = Response(int(code), reason, headers, version=start_version)
+    msg._raw_start = first
     msg.line_ending = eol
 
     # Body framing.
-    cl_values = [f.value for f in fields if f.key == "content-length"]
+    cl_values = headers.index.get("content-length", ())
     if len(cl_values) > 1 and len({v.strip() for v in cl_values}) > 1:
         raise RemoteProtocolError(
             "conflicting Content-Length values", _discard_or(400, is_request), close_connection=True
@@ -270,6 +300,9 @@ def _parse(data: bytes, transport: str, limits: ParserLimits, validate: bool) ->
     return msg
 
 
+_REQUIRED_ONCE = (("call-id", "Call-ID"), ("cseq", "CSeq"), ("from", "From"), ("to", "To"))
+
+
 def validate_message(msg: Message, limits: ParserLimits = DEFAULT_LIMITS) -> None:
     """RFC 3261 §8.1.1 / §8.2 mandatory header checks and the syntax of the core headers.
 
@@ -279,28 +312,39 @@ def validate_message(msg: Message, limits: ParserLimits = DEFAULT_LIMITS) -> Non
     is_request = isinstance(msg, Request)
     status = 400 if is_request else None
     try:
-        for name in ("Call-ID", "CSeq", "From", "To"):
-            values = msg.headers.get_all(name)
+        index = msg.headers.index
+        for key, name in _REQUIRED_ONCE:
+            values = index.get(key)
             if not values:
                 raise RemoteProtocolError(f"missing {name} header")
             if len(values) > 1:
                 raise RemoteProtocolError(f"more than one {name} header")
-        if not msg.headers.get_all("via"):
+        if not index.get("via"):
             raise RemoteProtocolError("missing Via header")
         _ = msg.via
         _ = msg.call_id
         cseq = msg.cseq
         _ = msg.from_
         _ = msg.to
-        _ = msg.max_forwards
-        _ = msg.content_length
-        _ = msg.content_type
-        _ = msg.contact
-        _ = msg.expires
-        _ = msg.route
-        _ = msg.record_route
+        # The optional ones are parsed (and cached) when present; absent, their views are
+        # None or [] and cannot fail.
+        if "max-forwards" in index:
+            _ = msg.max_forwards
+        if "content-length" in index:
+            _ = msg.content_length
+        if "content-type" in index:
+            _ = msg.content_type
+        if "contact" in index:
+            _ = msg.contact
+        if "expires" in index:
+            _ = msg.expires
+        if "route" in index:
+            _ = msg.route
+        if "record-route" in index:
+            _ = msg.record_route
         if limits.strict_date:
-            date = msg.headers.get("date")
+            dates = index.get("date")
+            date = dates[0] if dates else None
             if date is not None and not _DATE_RE.match(date.strip()):
                 raise RemoteProtocolError(f"Date is not an RFC 1123 GMT date: {date[:40]!r}")
     except RemoteProtocolError as exc:

@@ -1,9 +1,10 @@
-"""The mutation score: run plans against every reference-SBC mutant.
+"""The mutation score: run plans against every mutant of the family they target.
 
 A plan is only as good as the faults it catches.  Each mutant switches on one named fault of
-the reference SBC; the plan *kills* a mutant when at least one of its checks fails (or a scenario
-errors) against it.  The score is the share of mutants killed; the reference SBC itself must pass
-every check, or the score means nothing.
+the reference SBC (family ``sbc``) or of the reference contact center (family ``ccaas``); a plan
+says which family it targets (``mutants:`` in the plan file).  The plan *kills* a mutant when at
+least one of its checks fails (or a scenario errors) against it.  The score is the share of
+mutants killed; the reference itself must pass every check, or the score means nothing.
 """
 
 from __future__ import annotations
@@ -12,13 +13,21 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
+from sbcsim.endpoints.ccaas import CCAAS_MUTANTS
 from sbcsim.endpoints.mutants import MUTANTS
 from sbcsim.scenario.labworld import factory_for
 from sbcsim.testplan.plan import LoadedPlan
 from sbcsim.testplan.results import PlanResult
 from sbcsim.testplan.runner import RunOptions, run_plan
 
-__all__ = ["MutantOutcome", "MutationReport", "mutation_report"]
+__all__ = ["MutantOutcome", "MutationReport", "family_mutants", "mutation_report"]
+
+
+def family_mutants(family: str) -> dict[str, str]:
+    """The mutants of a family (``sbc`` or ``ccaas``): name -> the rule each breaks."""
+    if family == "ccaas":
+        return {name: m.rule for name, m in CCAAS_MUTANTS.items()}
+    return {name: m.rule for name, m in MUTANTS.items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +76,8 @@ def _outcome(args: tuple[Sequence[LoadedPlan], str]) -> MutantOutcome:
         if c.verdict == "fail"
     )
     errors = tuple(f"{s.id}" for r in results for s in r.scenarios if s.verdict == "error")
-    return MutantOutcome(name, MUTANTS[name].rule, failed, errors)
+    rule = MUTANTS[name].rule if name in MUTANTS else CCAAS_MUTANTS[name].rule
+    return MutantOutcome(name, rule, failed, errors)
 
 
 def mutation_report(
@@ -77,9 +87,11 @@ def mutation_report(
     jobs: int = 1,
     on_outcome: Callable[[MutantOutcome], None] | None = None,
 ) -> MutationReport:
-    """Run ``plans`` against the reference SBC and every mutant (``jobs`` processes)."""
+    """Run ``plans`` against the reference and every mutant of the families the plans target
+    (``jobs`` processes)."""
     reference = tuple(_run_all(plans, "embedded"))
-    names = list(mutants or MUTANTS)
+    families = dict.fromkeys(lp.plan.mutants for lp in plans)
+    names = list(mutants or [n for family in families for n in family_mutants(family)])
     outcomes: list[MutantOutcome] = []
     work = [(plans, name) for name in names]
     if jobs <= 1:

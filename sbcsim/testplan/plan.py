@@ -36,6 +36,11 @@ class Plan(BaseModel):
         default_factory=dict, description="reference-SBC settings for every scenario"
     )
     tags: list[str] = Field(default_factory=list)
+    mutants: Literal["sbc", "ccaas"] = Field(
+        "sbc",
+        description="the mutant family `sbcsim mutants --score` runs this plan against: the "
+        "reference SBC's (sbc) or the reference contact center's (ccaas)",
+    )
     scenarios: list[str] = Field(
         min_length=1, description="scenario files or globs, relative to the plan file"
     )

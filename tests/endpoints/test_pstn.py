@@ -152,3 +152,24 @@ def test_pstn_hold_is_sendonly(lab: Lab, sbc: PstnSideSbc) -> None:
     reinvites = sbc.of(ReinviteReceived)
     assert [r.hold for r in reinvites] == [True, False]
     assert b"a=sendonly" in (reinvites[0].sdp or b"")
+
+
+def test_pstn_hold_and_resume_offers_carry_a_new_sdp_version(lab: Lab, sbc: PstnSideSbc) -> None:
+    # RFC 3264 §8: each changed offer has the o= version of the previous SDP plus one, so the
+    # SBC does not take the hold for a session refresh.
+    sbc.call(CHICAGO)
+    lab.run_for(2)
+    session = lab.phone(CHICAGO).current().session
+    phone = lab.phone(CHICAGO)
+    phone.hold()
+    lab.run_for(1)
+    phone.resume()
+    lab.run_for(1)
+    origins = [
+        next(line for line in (r.sdp or b"").split(b"\r\n") if line.startswith(b"o="))
+        for r in sbc.of(ReinviteReceived)
+    ]
+    assert origins == [
+        f"o=sbcsim {session} 2 IN IP4 127.0.2.1".encode(),
+        f"o=sbcsim {session} 3 IN IP4 127.0.2.1".encode(),
+    ]
