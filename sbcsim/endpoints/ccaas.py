@@ -1524,6 +1524,7 @@ class ReferenceCcaas:
         return next((c for c in reversed(self.calls) if c.caller == caller), None)
 
     def is_signed_in(self, who: str) -> bool:
+        """Whether the agent (UPN or number) is signed in to the platform."""
         return self._agent(who).signed_in
 
 

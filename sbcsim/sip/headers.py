@@ -356,7 +356,28 @@ class NameAddr(_HasParams):
         return f"{disp}<{self.uri}>{format_params(self.params)}"
 
 
+# Name-addrs repeat on the wire: a call's From and To (tags included) come back in its ACK,
+# BYE and every response, and a peer's Contact in all of its requests.  NameAddr is immutable,
+# so one parse can serve them all; only successes are kept, and the cache is bounded.
+_NAME_ADDR_CACHE_LIMIT = 4096
+_name_addrs: dict[str, NameAddr] = {}
+_name_addrs_star: dict[str, NameAddr] = {}
+
+
 def parse_name_addr(text: str, *, allow_star: bool = False) -> NameAddr:
+    """``[display] <uri>;params`` or the addr-spec form (``Contact: *`` with ``allow_star``)."""
+    cache = _name_addrs_star if allow_star else _name_addrs
+    hit = cache.get(text)
+    if hit is not None:
+        return hit
+    value = _parse_name_addr(text, allow_star)
+    if len(cache) >= _NAME_ADDR_CACHE_LIMIT:
+        cache.clear()
+    cache[text] = value
+    return value
+
+
+def _parse_name_addr(text: str, allow_star: bool) -> NameAddr:
     m = _SIMPLE_NAME_ADDR_RE.match(text)
     if m is not None:
         # the common case: [token display] <uri> params, nothing quoted
@@ -461,7 +482,21 @@ class CSeq:
         return f"{self.seq} {self.method}"
 
 
+_cseqs: dict[str, CSeq] = {}
+
+
 def parse_cseq(text: str) -> CSeq:
+    hit = _cseqs.get(text)
+    if hit is not None:
+        return hit
+    value = _parse_cseq(text)
+    if len(_cseqs) >= _NAME_ADDR_CACHE_LIMIT:
+        _cseqs.clear()
+    _cseqs[text] = value
+    return value
+
+
+def _parse_cseq(text: str) -> CSeq:
     parts = text.split()
     if len(parts) != 2 or not is_token(parts[1]):
         raise RemoteProtocolError(f"malformed CSeq {text[:40]!r}")
@@ -486,7 +521,21 @@ class MediaType(_HasParams):
 _MEDIA_RE = re.compile(f"[ \\t]*([{TOKEN_CHARS}]+)[ \\t]*/[ \\t]*([{TOKEN_CHARS}]+)")
 
 
+_media_types: dict[str, MediaType] = {}
+
+
 def parse_media_type(text: str) -> MediaType:
+    hit = _media_types.get(text)
+    if hit is not None:
+        return hit
+    value = _parse_media_type(text)
+    if len(_media_types) >= _NAME_ADDR_CACHE_LIMIT:
+        _media_types.clear()
+    _media_types[text] = value
+    return value
+
+
+def _parse_media_type(text: str) -> MediaType:
     m = _MEDIA_RE.match(text)
     if m is None:
         raise RemoteProtocolError(f"malformed media type {text[:40]!r}")
