@@ -19,6 +19,7 @@ run: $(STAMP)
 ## make mutants: every plan against every mutant; prints the mutation score (must be 100 %)
 mutants: $(STAMP)
 	$(BIN)/sbcsim mutants --score testplans/direct-routing-sbc.yaml -j 2
+	$(BIN)/sbcsim mutants --score testplans/contact-center-connect.yaml -j 2
 
 ## make peers: the Debian packages of the real peers the interop tests talk to
 peers:

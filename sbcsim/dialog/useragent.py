@@ -169,6 +169,7 @@ class UserAgent:
         self._ids = ids
         self._random = random
         self._contact = NameAddr(contact)
+        self._contact_text = str(self._contact)  # in every dialog-creating response
         self._host = contact.host
         self._sent_by = sent_by
         self._transport: TransportName = transport
@@ -178,6 +179,10 @@ class UserAgent:
         self._user_agent = user_agent
         self._allow = ", ".join(allow)
         self._supported = tuple(s for s in supported if self._st.enabled or s.lower() != "timer")
+        self._capability_headers: tuple[tuple[str, str], ...] = (
+            ("Allow", self._allow),
+            *((("Supported", ", ".join(self._supported)),) if self._supported else ()),
+        )
         self._app_answers = frozenset(m.upper() for m in app_answers)
         self._refer_expires = refer_expires
         self._resolve = resolve
@@ -1568,10 +1573,7 @@ class UserAgent:
         return [("User-Agent", self._user_agent)] if self._user_agent else []
 
     def _capabilities(self) -> list[tuple[str, str]]:
-        out = [("Allow", self._allow)]
-        if self._supported:
-            out.append(("Supported", ", ".join(self._supported)))
-        return out
+        return list(self._capability_headers)
 
     def _options_headers(self) -> tuple[tuple[str, str], ...]:
         return (
@@ -1842,7 +1844,7 @@ class UserAgent:
     def _dialog_response_headers(self, c: Call, request: Request) -> list[tuple[str, str]]:
         """Record-Route copied (§12.1.1) and our Contact, for dialog-creating responses."""
         out = [("Record-Route", v) for v in request.headers.get_all("Record-Route")]
-        out.append(("Contact", str(self._contact_of(c))))
+        out.append(("Contact", self._contact_text if c.contact is None else str(c.contact)))
         return out
 
     def _contact_of(self, c: Call) -> NameAddr:

@@ -389,8 +389,10 @@ class Message:
             else self.start_line()
         )
         body_len = str(len(self.body))
-        cl = self.headers.fields("content-length")
-        if not cl or len(cl) > 1 or cl[0].value.strip() != body_len:
+        cl = self.headers.index.get("content-length")
+        if not cl:
+            self.headers.append("Content-Length", body_len)
+        elif len(cl) > 1 or cl[0].strip() != body_len:
             self.headers.set("Content-Length", body_len)
         lines = [start]
         lines += [f.line() for f in self.headers]
