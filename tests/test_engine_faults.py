@@ -751,12 +751,6 @@ def test_partition_lets_the_session_timer_end_the_call_on_the_callee(
     assert call is not None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a callee whose INVITE server transaction died with the connection keeps the call "
-    "and raises LocalProtocolError when the application answers (RFC 3261 §18.2.2: the "
-    "response should go over a new connection)",
-)
 @pytest.mark.parametrize("transport", ["tcp", "tls"])
 def test_partition_while_ringing_leaves_the_callee_no_call(transport: TransportName) -> None:
     sim = Simulator(0)
@@ -782,3 +776,4 @@ def test_partition_while_ringing_leaves_the_callee_no_call(transport: TransportN
     assert gen.stats.failures == {"503 Service Unavailable": 1}
     assert ua(callee).active_calls == 0
     assert answer.stats.started == 1
+    assert answer.stats.failures == {"transport-error": 1}  # ended at the partition, not answered

@@ -92,8 +92,10 @@ EndReason = Literal[
     "timeout",
     "dialog-gone",
     "prack-timeout",
+    "transport-error",
 ]
-"""Why an established (or answered) call ended."""
+"""Why an established (or answered) call ended.  ``transport-error``: the connection of a
+callee's unanswered INVITE failed, so the transaction that would carry the answer is gone."""
 
 
 # -- calls ----------------------------------------------------------------------------------------

@@ -771,7 +771,18 @@ class UserAgent:
                 if key.client:
                     self._on_client_failure(key, 503, "Service Unavailable", now)
                 else:
+                    unanswered = self._uas_by_key.get(key)
                     self._drop_server(key)
+                    if (
+                        unanswered is not None
+                        and unanswered.role == "uas"
+                        and unanswered.state in (CallState.INCOMING, CallState.EARLY)
+                    ):
+                        # The INVITE server transaction died with its connection before a final
+                        # response: no answer can reach the caller any more, so the call ends
+                        # here rather than failing later when the application answers.
+                        self._forget(unanswered)
+                        self._events.append(CallEnded(unanswered.ref, "transport-error", None))
             case TransactionTerminated(key=key):
                 self._standalone.pop(key, None)
                 op = self._client.pop(key, None)

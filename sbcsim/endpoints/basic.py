@@ -14,6 +14,7 @@ import structlog
 
 from sbcsim.dialog import (
     CallEnded,
+    CallState,
     CallEstablished,
     CallFailed,
     CallRef,
@@ -94,6 +95,8 @@ class AnsweringUas:
                 pass
 
     def _ring(self, call: CallRef) -> None:
+        if self.ua.call_state(call) is CallState.ENDED:
+            return  # cancelled or lost before we rang
         now = self.node.now()
         self.ua.respond(call, 180, now=now)
         if self.answer_delay:
@@ -102,6 +105,8 @@ class AnsweringUas:
             self._answer(call)
 
     def _answer(self, call: CallRef) -> None:
+        if self.ua.call_state(call) is CallState.ENDED:
+            return  # cancelled or lost while ringing
         self._port = 20000 + (self._port - 19998) % 40000
         self.ua.respond(call, 200, sdp=g711_sdp(self.media_host, self._port), now=self.node.now())
 
