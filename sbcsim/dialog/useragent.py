@@ -1467,8 +1467,9 @@ class UserAgent:
             self._retransmit_reliable(c, now)
         elif kind == "cancel":
             if can(c.state, CallInput.RECV_FAILURE):
-                # §9.1: no final response 64*T1 after our CANCEL; give the INVITE up.  (Its
-                # transaction stays in Proceeding below us: a late final is then a stray.)
+                # §9.1: no final response 64*T1 after our CANCEL; give the INVITE up.  (The
+                # transaction layer ends the INVITE transaction at the same deadline; a final
+                # response arriving later is a stray.)
                 op = c.local_invite
                 c.local_invite = None
                 for key in [k for k, v in self._client.items() if v is op]:
