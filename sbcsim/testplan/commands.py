@@ -170,6 +170,10 @@ def run(
         except ConfigError as exc:
             console.print(f"[red]invalid input[/red]: {exc}")
             ctx.exit(EXIT_USAGE)
+        if jobs > 1 and target not in ("embedded",) and not target.startswith("mutant:"):
+            # live worlds bind the target's fixed addresses: two at once would collide
+            console.print("live target: scenarios run one at a time (--jobs ignored)")
+            jobs = 1
         if not chosen:
             console.print(f"[yellow]no scenario of {lp.plan.id} matches -k {expression!r}[/yellow]")
             ctx.exit(EXIT_USAGE)
