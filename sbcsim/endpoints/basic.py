@@ -14,10 +14,10 @@ import structlog
 
 from sbcsim.dialog import (
     CallEnded,
-    CallState,
     CallEstablished,
     CallFailed,
     CallRef,
+    CallState,
     IncomingCall,
     UserAgent,
 )
