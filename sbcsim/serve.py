@@ -210,7 +210,10 @@ async def start_live_lab(
             )
             server.num_tickets = 0
             client = _tls12(client_context(ca_file, cert, key))
-            live = LiveTransport(proxy.node, loop, client_ssl_context=client)
+            # the proxy's own connections come from its address, as Microsoft's do
+            live = LiveTransport(
+                proxy.node, loop, client_ssl_context=client, source_host=spec.address
+            )
             transports.append(live)
             proxy.attach_transport(tap(spec.fqdn, live) if tap is not None else live)
             bound = await live.listen_tls(spec.address, spec.port, server)
@@ -229,6 +232,7 @@ async def start_live_lab(
             seed=seed,
         )
         transports.append(pstn_transport)
+        pstn_transport.source_host = pstn.address
         if tap is not None:  # nothing has been read yet: no await since the bind
             node.attach(tap("pstn", pstn_transport))
         listening.append(("pstn carrier", pstn.transport, (pstn.address, pstn.port)))

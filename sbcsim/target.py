@@ -16,7 +16,8 @@ loopback — and what sbcsim needs to play every party around it on real sockets
   tenant's number ranges and users' numbers, so the lab matches the numbers the SBC routes;
 * ``warmup``: how many seconds a scenario waits for the SBC's first OPTIONS before its first
   step.  There is no time scale: scenarios that need the virtual clock are tagged ``sim-only``
-  and skipped against a live SBC.
+  and skipped against a live SBC, as are those whose waits could add up to more than
+  ``max_scenario_seconds`` (10 minutes by default).
 
 Relative paths are relative to the target file.  :func:`load_target` checks what the model alone
 cannot (names that must exist in the topology, files that must exist) and reports each problem
@@ -73,6 +74,8 @@ __all__ = [
 
 #: The SBC's first OPTIONS is awaited this long (seconds) when the file does not say.
 DEFAULT_WARMUP = 5.0
+#: A scenario that could take longer than this (seconds of real time) is skipped by default.
+DEFAULT_MAX_SCENARIO_SECONDS = 600.0
 
 
 class _Model(BaseModel):
@@ -172,6 +175,9 @@ class Target(_Model):
     certificates: TargetCertificates = TargetCertificates(directory="certs")
     warmup: float = Field(DEFAULT_WARMUP, ge=0, le=600)
     """Seconds a scenario waits for the SBC's first OPTIONS before its first step."""
+    max_scenario_seconds: float = Field(DEFAULT_MAX_SCENARIO_SECONDS, gt=0)
+    """Scenarios whose waits could add up to more real seconds are skipped (long timers belong
+    to the virtual clock)."""
 
 
 def _looks_like_target(data: object) -> bool:

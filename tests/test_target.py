@@ -7,7 +7,9 @@ from __future__ import annotations
 import shutil
 import socket
 import textwrap
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -17,12 +19,13 @@ from sbcsim.certs import LabCA
 from sbcsim.cli import main
 from sbcsim.config import load_any, load_model_text
 from sbcsim.errors import ConfigError
-from sbcsim.scenario.engine import run_scenario
+from sbcsim.scenario.engine import CheckSkipped, run_scenario
 from sbcsim.scenario.labworld import factory_for
-from sbcsim.scenario.liveworld import check_bind_addresses, live_skip_reason
+from sbcsim.scenario.liveworld import check_bind_addresses, live_skip_reason, longest_run
 from sbcsim.scenario.models import Scenario
 from sbcsim.target import DEFAULT_WARMUP, Target, is_target_path, load_target
 from sbcsim.testplan.plan import load_plan
+from sbcsim.testplan.results import TraceEntry
 from sbcsim.topology import MICROSOFT_PROXY_FQDNS
 
 REPO = Path(__file__).resolve().parent.parent
@@ -71,6 +74,7 @@ def test_the_minimal_target_takes_its_defaults() -> None:
     assert target.certificates.directory == "certs"
     assert target.certificates.client_certificates == "required"
     assert target.warmup == DEFAULT_WARMUP == 5.0
+    assert target.max_scenario_seconds == 600.0
     assert target.topology is None and target.tenants == {} and target.bind.proxies == {}
 
 
@@ -104,7 +108,7 @@ def test_the_minimal_target_takes_its_defaults() -> None:
         (
             MINIMAL + "sbx: {}\n",
             "t.yaml:5:1: sbx: unknown key (expected one of: kind, name, description, sbc, topology, "
-            "tenants, bind, certificates, warmup)",
+            "tenants, bind, certificates, warmup, max_scenario_seconds)",
         ),
         ("kind: target\n", "t.yaml:1:1: sbc: required field missing"),
     ],
@@ -125,7 +129,9 @@ def test_sbcsim_validate_knows_a_target_file(lab: Path) -> None:
     kind, model = load_any(path)
     assert kind.name == "target" and isinstance(model, Target)
     console = Console(width=200, record=True)
-    result = CliRunner().invoke(main, ["validate", str(EXAMPLE), str(path)], obj=console)
+    result = CliRunner().invoke(
+        main, ["--log-level", "debug", "validate", str(EXAMPLE), str(path)], obj=console
+    )
     assert result.exit_code == 0, console.export_text()
     text = console.export_text()
     assert f"{EXAMPLE}: ok (target)" in text and f"{path}: ok (target)" in text
@@ -405,10 +411,12 @@ def scenario(extra: str = "", steps: str = "") -> Scenario:
             "  - send: {from: sbc, to: sip, data: 'OPTIONS sip:x SIP/2.0'}\n",
             "step 1 makes the SBC send a hand-written message: only ours can",
         ),
+        # only that check is skipped (by the live world's probe), not its scenario
+        ("", "  - check: {id: c.d, requirement: r, condition: {sbc_active_calls: 0}}\n", None),
         (
             "",
-            "  - check: {id: c.d, requirement: r, condition: {sbc_active_calls: 0}}\n",
-            "check c.d counts the reference SBC's calls, which an external SBC does not expose",
+            "  - check: {id: c.e, requirement: r, condition: {ccaas_agent: {agent: x}}}\n",
+            "check c.e drives the emulated contact center, which the live lab does not run",
         ),
         (
             "",
@@ -419,6 +427,83 @@ def scenario(extra: str = "", steps: str = "") -> Scenario:
 )
 def test_live_skip_reasons(extra: str, steps: str, reason: str | None) -> None:
     assert live_skip_reason(scenario(extra, steps)) == reason
+
+
+def test_a_scenario_that_may_run_too_long_is_skipped() -> None:
+    long = scenario(
+        "warmup: 65\n",
+        "  - wait: 30\n"
+        "  - expect: {id: a.b, requirement: r, request: UPDATE, within: 890}\n"
+        "  - expect_none: {id: a.c, requirement: r, request: BYE, within: 20}\n",
+    )
+    assert longest_run(long, 5.0) == 5 + 30 + 890 + 20
+    assert live_skip_reason(long, warmup=5.0, max_seconds=945.0) is None
+    assert live_skip_reason(long, warmup=5.0, max_seconds=600.0) == (
+        "it may take 945 s of real time, more than the target's max_scenario_seconds (600 s); "
+        "long timers need the virtual clock"
+    )
+    assert longest_run(scenario("warmup: 0\n"), 5.0) == 5.0  # the expect's default 5 s
+
+
+class ProbeOnlyWorld:
+    """Just enough of a world for checks: its probe skips one kind of condition."""
+
+    def now(self) -> float:
+        return 0.0
+
+    def run_until(self, predicate: Callable[[], bool], timeout: float) -> bool:
+        return predicate()
+
+    def run_for(self, seconds: float) -> None:
+        pass
+
+    def warm_up(self, seconds: float) -> None:
+        pass
+
+    def trace(self) -> list[TraceEntry]:
+        return []
+
+    def is_actor(self, name: str, address: tuple[str, int], entry: TraceEntry) -> bool:
+        return False
+
+    def act(self, kind: str, args: Mapping[str, Any], variables: dict[str, str]) -> None:
+        pass
+
+    def probe(
+        self, condition: Mapping[str, Any], variables: Mapping[str, str]
+    ) -> tuple[bool, str, str]:
+        if "sbc_active_calls" in condition:
+            raise CheckSkipped("skipped against a live SBC: it counts the SBC's calls")
+        return bool(condition["ok"]), "ok", "seen"
+
+    def close(self) -> None:
+        pass
+
+
+def checks_only(*conditions: str) -> Scenario:
+    steps = "".join(
+        f"  - check: {{id: c.{i}, requirement: r, condition: {c}}}\n"
+        for i, c in enumerate(conditions)
+    )
+    return load_model_text(f"kind: scenario\nid: s\ntitle: t\nsteps:\n{steps}", Scenario)
+
+
+def test_a_skipped_check_leaves_the_rest_of_its_scenario_judged() -> None:
+    result = run_scenario(
+        checks_only("{ok: true}", "{sbc_active_calls: 0}"), lambda s, n: ProbeOnlyWorld(), 1
+    )
+    assert result.verdict == "pass"
+    assert [(c.id, c.verdict, c.message) for c in result.checks] == [
+        ("c.0", "pass", "c.0: seen"),
+        ("c.1", "skip", "c.1: skipped against a live SBC: it counts the SBC's calls"),
+    ]
+    failed = run_scenario(
+        checks_only("{sbc_active_calls: 0}", "{ok: false}"), lambda s, n: ProbeOnlyWorld(), 1
+    )
+    assert failed.verdict == "fail"
+    assert [c.verdict for c in failed.checks] == ["skip", "fail"]
+    skipped = run_scenario(checks_only("{sbc_active_calls: 0}"), lambda s, n: ProbeOnlyWorld(), 1)
+    assert (skipped.verdict, skipped.error) == ("skip", "every check was skipped")
 
 
 def free_port(host: str, kind: int) -> int:
@@ -475,7 +560,9 @@ def test_unknown_targets_exit_2_with_a_message(lab: Path) -> None:
     assert problem(exc) == f"{lab / 'absent.yaml'}: no such file"
     console = Console(width=300, record=True)
     result = CliRunner().invoke(
-        main, ["run", str(plan_file), "--target", str(lab / "absent.yaml")], obj=console
+        main,
+        ["--log-level", "debug", "run", str(plan_file), "--target", str(lab / "absent.yaml")],
+        obj=console,
     )
     assert result.exit_code == 2
     assert f"invalid input: {lab / 'absent.yaml'}: no such file" in console.export_text()

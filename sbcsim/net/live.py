@@ -81,6 +81,7 @@ class LiveTransport:
         idle_timeout: float | None = None,
         max_send_buffer: int = DEFAULT_MAX_SEND_BUFFER,
         limits: ParserLimits | None = None,
+        source_host: str | None = None,
     ) -> None:
         if connect_timeout <= 0:
             raise ValueError(f"connect_timeout must be positive, got {connect_timeout!r}")
@@ -90,6 +91,9 @@ class LiveTransport:
         self.idle_timeout = idle_timeout
         self.max_send_buffer = max_send_buffer
         self.limits = limits
+        #: Outgoing TCP/TLS connections are made from this address (a Microsoft proxy's own, as
+        #: the SBC must see it); None lets the OS choose.
+        self.source_host = source_host
         self.closed = False
         self._loop = loop
         self._listening: list[tuple[TransportName, Address]] = []
@@ -260,6 +264,7 @@ class LiveTransport:
             limits=self.limits,
             idle_timeout=self.idle_timeout,
             max_send_buffer=self.max_send_buffer,
+            local_host=self.source_host,
         )
         self._by_id[conn.id] = conn
         self._by_key.setdefault((remote, transport), conn)

@@ -111,6 +111,7 @@ class StreamConnection(asyncio.Protocol):
         limits: ParserLimits | None = None,
         idle_timeout: float | None = None,
         max_send_buffer: int = DEFAULT_MAX_SEND_BUFFER,
+        local_host: str | None = None,
     ) -> None:
         self.id = next(_connection_ids)
         self.transport_name: StreamTransportName = transport
@@ -118,6 +119,7 @@ class StreamConnection(asyncio.Protocol):
         self.local: Address = ("", 0)
         self.outbound = outbound
         self.server_name = server_name
+        self.local_host = local_host  # outbound: the address to connect from (None: any)
         self.peer_identity: TlsIdentity | None = None
         self.state: ConnectionState = "connecting"
         self._owner = owner
@@ -179,14 +181,16 @@ class StreamConnection(asyncio.Protocol):
         loop = asyncio.get_running_loop()
         host, port = self.remote
         self._log.debug("connecting", server_name=self.server_name)
+        local_addr = (self.local_host, 0) if self.local_host else None
         try:
             if ssl_context is None:
-                coro = loop.create_connection(lambda: self, host, port)
+                coro = loop.create_connection(lambda: self, host, port, local_addr=local_addr)
             else:
                 coro = loop.create_connection(
                     lambda: self,
                     host,
                     port,
+                    local_addr=local_addr,
                     ssl=ssl_context,
                     # Without a name, the certificate is checked against the address itself.
                     server_hostname=self.server_name or host,

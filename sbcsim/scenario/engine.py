@@ -38,6 +38,7 @@ from sbcsim.sip.message import Request
 from sbcsim.testplan.results import CheckResult, ScenarioResult, TraceEntry
 
 __all__ = [
+    "CheckSkipped",
     "ScenarioError",
     "ScenarioRun",
     "ScenarioSkipped",
@@ -50,6 +51,11 @@ __all__ = [
 class ScenarioError(Exception):
     """The scenario itself is wrong (unknown actor, an action the world cannot perform): an
     *error* verdict."""
+
+
+class CheckSkipped(Exception):
+    """The world cannot answer one check's probe (the internals of an external SBC): that
+    check is *skipped* with the reason and the scenario goes on."""
 
 
 class ScenarioSkipped(Exception):
@@ -267,7 +273,14 @@ def run_scenario(
                 case ExpectNoneWrap(expect_none=expect):
                     run.checks.append(_judge_expect(run, expect, negative=True))
                 case CheckWrap(check=check):
-                    ok, expected, seen = world.probe(check.condition, run.variables)
+                    try:
+                        ok, expected, seen = world.probe(check.condition, run.variables)
+                    except CheckSkipped as exc:
+                        title = check.title or check.id
+                        run.checks.append(
+                            CheckResult(check.id, check.requirement, "skip", f"{title}: {exc}")
+                        )
+                        continue
                     run.checks.append(
                         CheckResult(
                             check.id,
@@ -326,6 +339,13 @@ def run_scenario(
         result.checks = run.checks
     if result.verdict != "error" and any(c.verdict == "fail" for c in result.checks):
         result.verdict = "fail"
+    if (
+        result.verdict == "pass"
+        and result.checks
+        and all(c.verdict == "skip" for c in result.checks)
+    ):
+        result.verdict = "skip"
+        result.error = "every check was skipped"
     if result.verdict == "pass" and not result.checks:
         result.verdict = "error"
         result.error = "the scenario has no checks: nothing was judged"

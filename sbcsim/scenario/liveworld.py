@@ -15,8 +15,11 @@ is never started here).  For every scenario a fresh world:
 Time is real: ``run_until`` turns the loop until the predicate holds, checking it every 10 ms,
 and gives up at the timeout, so a scenario whose SBC never answers fails its checks instead of
 hanging.  Scenarios that cannot mean anything against an external SBC are *skipped* with the
-reason: those tagged ``sim-only`` (they need the virtual clock: 30-minute session timers ...),
-those that partition the in-memory network, configure the reference SBC or count its calls.
+reason: those tagged ``sim-only`` (they need the virtual clock: 30-minute session timers ...)
+or whose waits could add up to more than the target's ``max_scenario_seconds``, and those that
+partition the in-memory network, configure the reference SBC, drive the contact center or make
+the SBC send hand-written messages.  A check that looks inside the reference SBC (how many calls
+it holds) is skipped alone; the rest of its scenario is judged.
 
 Toward the SBC, the parties are named by who captured the message rather than by address: an
 SBC that opens its connections from an ephemeral address (as most do) is still ``sbc``.
@@ -41,9 +44,16 @@ from sbcsim.lab import Lab
 from sbcsim.net.base import Address, PeerInfo, Receiver, TransportLayer, TransportName
 from sbcsim.net.live import LiveTransport
 from sbcsim.net.udp import address_family, bind_error, bind_socket, canonical_host
-from sbcsim.scenario.engine import ScenarioError, ScenarioSkipped, World
+from sbcsim.scenario.engine import CheckSkipped, ScenarioError, ScenarioSkipped, World
 from sbcsim.scenario.labworld import PROXY_SHORT, LabWorld, _microsoft_settings
-from sbcsim.scenario.models import CheckWrap, Scenario, SendStep
+from sbcsim.scenario.models import (
+    CheckWrap,
+    ExpectNoneWrap,
+    ExpectWrap,
+    Scenario,
+    SendStep,
+    WaitStep,
+)
 from sbcsim.serve import LiveLab, ProxyCertificates, ServeError, start_live_lab
 from sbcsim.target import LiveTarget, is_target_path, load_target
 from sbcsim.testplan.plan import LoadedPlan
@@ -57,6 +67,7 @@ __all__ = [
     "check_bind_addresses",
     "live_factory_for",
     "live_skip_reason",
+    "longest_run",
 ]
 
 #: How often ``run_until`` checks its predicate (seconds of real time).
@@ -405,6 +416,7 @@ class LiveWorld(LabWorld):
 
     def _run(self, awaitable: Coroutine[Any, Any, T]) -> T:
         if self._closed:
+            awaitable.close()
             raise ScenarioError("the live world is closed")
         return self._loop.run_until_complete(awaitable)
 
@@ -506,6 +518,8 @@ class LiveWorld(LabWorld):
         self, condition: Mapping[str, Any], variables: Mapping[str, str]
     ) -> tuple[bool, str, str]:
         for name in condition:
+            if name in _SBC_INTERNAL_PROBES:
+                raise CheckSkipped(f"skipped against a live SBC: it {_SBC_INTERNAL_PROBES[name]}")
             if name in _SIM_ONLY_PROBES:
                 raise ScenarioSkipped(f"the check {_SIM_ONLY_PROBES[name]}")
         return super().probe(condition, variables)
@@ -524,9 +538,10 @@ _SIM_ONLY_STEPS = {
     "sign_in": _NO_CONTACT_CENTER,
     "sign_out": _NO_CONTACT_CENTER,
 }
-#: Check conditions that need what only the embedded lab has.
+#: Check conditions that look inside the reference SBC: only those checks are skipped.
+_SBC_INTERNAL_PROBES = {"sbc_active_calls": _NO_SBC_INTERNALS}
+#: Check conditions that need what only the embedded lab has: the scenario is skipped.
 _SIM_ONLY_PROBES = {
-    "sbc_active_calls": _NO_SBC_INTERNALS,
     "api": _NO_CONTACT_CENTER,
     "api_retry_after": _NO_CONTACT_CENTER,
     "ccaas_call": _NO_CONTACT_CENTER,
@@ -534,13 +549,38 @@ _SIM_ONLY_PROBES = {
 }
 
 
-def live_skip_reason(scenario: Scenario) -> str | None:
-    """Why ``scenario`` cannot be judged against a live SBC, or None when it can."""
+def longest_run(scenario: Scenario, warmup: float) -> float:
+    """The most real seconds ``scenario`` can take: its warm-up (at most ``warmup``), its waits
+    and the windows of its judgements (each may run to its end)."""
+    total = min(scenario.warmup, warmup)
+    for step in scenario.steps:
+        if isinstance(step, WaitStep):
+            total += step.wait
+        elif isinstance(step, ExpectWrap):
+            total += step.expect.within
+        elif isinstance(step, ExpectNoneWrap):
+            total += step.expect_none.within
+    return total
+
+
+def live_skip_reason(
+    scenario: Scenario, *, warmup: float = 0.0, max_seconds: float | None = None
+) -> str | None:
+    """Why ``scenario`` cannot be judged against a live SBC, or None when it can.
+
+    ``max_seconds`` bounds the real time a scenario may take (see :func:`longest_run`)."""
     if SIM_ONLY_TAG in scenario.tags:
         return (
             f"tagged {SIM_ONLY_TAG}: it needs the virtual clock (long timers), "
             "so it runs only against the embedded SBC"
         )
+    if max_seconds is not None:
+        longest = longest_run(scenario, warmup)
+        if longest > max_seconds:
+            return (
+                f"it may take {longest:g} s of real time, more than the target's "
+                f"max_scenario_seconds ({max_seconds:g} s); long timers need the virtual clock"
+            )
     if scenario.sbc_settings:
         names = ", ".join(sorted(scenario.sbc_settings))
         return f"it configures the reference SBC ({names}), which a live target does not run"
@@ -581,7 +621,9 @@ def _live_factory(
     target = load_target(target_path, default_topology)
 
     def make(scenario: Scenario, seed: int) -> World:
-        reason = live_skip_reason(scenario)
+        reason = live_skip_reason(
+            scenario, warmup=target.warmup, max_seconds=target.spec.max_scenario_seconds
+        )
         if reason is not None:
             raise ScenarioSkipped(f"skipped against a live SBC: {reason}")
         settings = _microsoft_settings(plan_settings, scenario.settings)

@@ -9,6 +9,7 @@ certs``, and the SBC is ``python -m sbcsim sbc``; every wait has a bound.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import queue
@@ -32,7 +33,9 @@ from click.testing import CliRunner
 
 from sbcsim.config import load_model
 from sbcsim.config.commands import certs as certs_command
-from sbcsim.scenario.engine import run_scenario
+from sbcsim.net.base import Address, PeerInfo
+from sbcsim.net.live import LiveTransport
+from sbcsim.scenario.engine import CheckSkipped, ScenarioError, run_scenario
 from sbcsim.scenario.liveworld import LiveWorld
 from sbcsim.scenario.models import Scenario
 from sbcsim.target import load_target
@@ -317,6 +320,56 @@ def test_an_address_in_use_exits_2_naming_it(tmp_path: Path) -> None:
         f"sbcsim cannot listen as sip2.pstnhub.microsoft.com: {setup.prefix}.12:5061/tls is "
         "already in use" in text
     )
+
+
+def test_a_live_world_probes_its_own_parties_and_releases_its_addresses(tmp_path: Path) -> None:
+    setup = make_setup(tmp_path)
+    target = load_target(setup.target)
+    inbound = load_model(SCENARIO, Scenario)
+    for _ in range(2):  # the second world binds the very addresses the first one released
+        world = LiveWorld(inbound, 1, target)
+        try:
+            assert 0.0 <= world.now() < 5.0
+            with pytest.raises(CheckSkipped, match="counts the reference SBC's calls"):
+                world.probe({"sbc_active_calls": 0}, {})
+            ok, _, seen = world.probe(
+                {"presence": {"user": "alice.archer@contoso.example", "availability": "Available"}},
+                {},
+            )
+            assert ok, seen
+            assert not world.run_until(lambda: False, 0.05)
+            assert world.trace() == []
+        finally:
+            world.close()
+    with pytest.raises(ScenarioError, match="the live world is closed"):
+        world.run_for(0.01)
+
+
+async def test_a_proxy_connects_from_its_own_address(tmp_path: Path) -> None:
+    """An SBC sees a proxy's own connections (its OPTIONS, its calls) come from the proxy's
+    address, not from whatever address the OS would pick (127.0.0.1 on loopback)."""
+    prefix = _loopback_block()
+    seen: list[PeerInfo] = []
+
+    class Sink:
+        def message_received(self, data: bytes, peer: PeerInfo) -> None:
+            seen.append(peer)
+
+        def transport_error(self, remote: Address, transport: str, exc: object) -> None:
+            pass
+
+    server = LiveTransport(Sink())
+    client = LiveTransport(Sink(), source_host=f"{prefix}.11")
+    try:
+        bound = await server.listen_tcp(f"{prefix}.2", 0)
+        client.send(b"OPTIONS sip:x SIP/2.0\r\nContent-Length: 0\r\n\r\n", bound, "tcp")
+        async with asyncio.timeout(5.0):
+            while not seen:
+                await asyncio.sleep(0.01)
+        assert seen[0].remote[0] == f"{prefix}.11"
+        assert client.connections()[0].local[0] == f"{prefix}.11"
+    finally:
+        await asyncio.wait_for(asyncio.gather(server.aclose(), client.aclose()), 5.0)
 
 
 def test_python_dash_m_sbcsim_is_the_command_line() -> None:
