@@ -164,8 +164,9 @@ def _register_commands() -> None:
     from sbcsim.endpoints.sbc_live import mutants, sbc
     from sbcsim.serve import serve
     from sbcsim.testplan.commands import list_cmd, run
+    from sbcsim.tools import uac, uas
 
-    for command in (run, list_cmd, validate, parse, mutants, serve, sbc, certs):
+    for command in (run, list_cmd, validate, parse, mutants, serve, sbc, certs, uas, uac):
         main.add_command(command)
 
 
