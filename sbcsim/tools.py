@@ -15,8 +15,14 @@ up ``--timeout`` seconds after its last call was placed, ``uas --calls N`` after
 seconds in all; only a ``uas`` started with neither ``--calls`` nor ``--duration`` runs until it
 is interrupted (Ctrl-C or SIGTERM), as a server does.
 
-Logs go to stderr through structlog (``--log-level``, default ``warning``); at ``debug`` every
-SIP message received and sent is logged with ``node``, ``call_id`` and ``branch`` bound.
+Logs go to stderr through structlog: ``sbcsim --log-level`` sets the level, the commands' own
+``--log-level`` overrides it (``warning`` when a command runs on its own); at ``debug`` every SIP
+message received and sent is logged with ``node``, ``call_id`` and ``branch`` bound, and call
+failures are logged at ``info`` with ``node`` and ``call_id``.
+
+Both run on uvloop when it is installed, with the garbage collector's older generations nearly
+switched off for the run (see ``_GC_THRESHOLDS``): that and a large UDP receive buffer are what
+let one process answer a few thousand calls a second without stalls (``benchmarks/uas_cps.py``).
 """
 
 from __future__ import annotations
@@ -66,7 +72,9 @@ __all__ = [
     "EXIT_USAGE",
     "ListenSpec",
     "UacReport",
+    "UasListenerCounts",
     "UasReport",
+    "local_address_towards",
     "parse_hostport",
     "parse_listen",
     "run_event_loop",
@@ -80,9 +88,12 @@ EXIT_USAGE = 2
 
 _TRANSPORTS: tuple[TransportName, ...] = ("udp", "tcp", "tls")
 _LOG_LEVELS = ("debug", "info", "warning", "error")
-# A loaded node keeps tens of thousands of transactions alive for Timer J/I; collecting the young
-# generation every 700 allocations then costs a quarter of the CPU.  Collections still run.
-_GC_GEN0_THRESHOLD = 20_000
+# A loaded node keeps every transaction alive for Timer J/L (32 s over UDP): at 2,000 calls/s
+# that is millions of objects, and a full collection of them stalls the loop for a second (SIPp
+# then retransmits).  The engine's per-call objects form no reference cycles (tests/test_tools.py
+# checks it), so reference counting frees them and the young generation is collected in small
+# steps; the older generations almost never.
+_GC_THRESHOLDS = (20_000, 1_000, 1_000)
 
 
 # -- addresses ------------------------------------------------------------------------------------
@@ -231,7 +242,7 @@ def _logging_for(ctx: click.Context, level: str | None) -> Iterator[bool]:
 @contextlib.contextmanager
 def _tuned_gc() -> Iterator[None]:
     previous = gc.get_threshold()
-    gc.set_threshold(max(previous[0], _GC_GEN0_THRESHOLD), previous[1], previous[2])
+    gc.set_threshold(*_GC_THRESHOLDS)
     gc.freeze()  # start-up objects never need scanning again
     try:
         yield

@@ -12,6 +12,13 @@ from sbcsim.testing.peers import DEBIAN_PACKAGES, find_peer, in_ci
 configure_logging("debug")
 
 
+@pytest.fixture(autouse=True)
+def _logs_at_every_level() -> None:
+    """A command run through CliRunner configures logging for a user (warning and above);
+    put the test set-up back so later tests see every event."""
+    configure_logging("debug")
+
+
 @pytest.fixture
 def require_peer() -> Callable[[str], str]:
     """``require_peer("sipp")`` -> path; fails in CI, skips elsewhere, when it is missing."""

@@ -287,6 +287,29 @@ async def test_uas_on_two_transports_counts_each(start_uas: StartUas) -> None:
     assert uas_counts(server.output, "total") == (10, 10, 10, 0)
 
 
+async def test_uas_rings_and_answers_after_the_delays(start_uas: StartUas) -> None:
+    server = await start_uas(
+        [
+            "--listen", f"udp:{HOST}:0", "--ring-delay", "0.05", "--answer-delay", "0.05",
+            "--calls", "3", "--timeout", str(WAIT),
+        ]
+    )  # fmt: skip
+    port = server.listening[0].port
+    result = await invoke_in_thread(
+        [
+            "uac", f"sip:bob@{HOST}", "--remote", f"{HOST}:{port}", "--calls", "3",
+            "--rate", "100", "--log-level", "debug",
+        ]
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert uac_counts(result.output)["completed"] == 3
+    # 180 then 200 for each INVITE, each arriving as its own message
+    received = [line for line in result.stderr.splitlines() if "sip_received" in line]
+    assert sum("message='180 INVITE'" in line for line in received) == 3
+    assert sum("message='200 INVITE'" in line for line in received) == 3
+    assert await server.finished() == 0, server.output
+
+
 async def test_debug_logs_bind_node_call_id_and_branch(start_uas: StartUas) -> None:
     server = await start_uas(["--listen", f"udp:{HOST}:0", "--calls", "1", "--timeout", str(WAIT)])
     port = server.listening[0].port
@@ -445,3 +468,36 @@ def test_parse_hostport_default_port() -> None:
     assert parse_hostport("[::1]", 5060) == ("::1", 5060)
     with pytest.raises(ValueError, match="missing port"):
         parse_hostport("127.0.0.1")
+
+
+# -- the premise of the tools' garbage-collector settings -----------------------------------------
+def test_finished_calls_leave_no_reference_cycles() -> None:
+    """``sbcsim uas``/``uac`` collect the older GC generations almost never (a full collection
+    of a loaded node's live transactions stalls it for a second): that is safe only because
+    every object of a finished call is freed by reference counting alone."""
+    import gc
+
+    from sbcsim.endpoints.basic import AnsweringUas, CallGenerator
+    from sbcsim.net.memory import MemoryNetwork
+    from sbcsim.sim import Simulator
+    from sbcsim.stack import sim_node
+
+    sim = Simulator(7)
+    network = MemoryNetwork(sim)
+    callee = sim_node(sim, network, "uas", "10.0.0.1")
+    caller = sim_node(sim, network, "uac", "10.0.0.2")
+    uas_end = AnsweringUas(callee)
+    generator = CallGenerator(
+        caller, "sip:bob@10.0.0.1", ("10.0.0.1", 5060), transport="udp", calls=200, rate=100
+    )
+    gc.collect()
+    gc.disable()
+    try:
+        generator.start()
+        assert sim.run_until(lambda: generator.done, timeout=60)
+        sim.run_for(64)  # every transaction timer (J, L, ...) has fired
+        assert generator.stats.completed == uas_end.stats.completed == 200
+        assert callee.stack.active_calls == caller.stack.active_calls == 0  # type: ignore[attr-defined]
+        assert gc.collect() == 0, "finished calls left garbage in reference cycles"
+    finally:
+        gc.enable()

@@ -14,6 +14,7 @@ explain ("127.0.0.1:5060/udp is already in use") and IPv6 sockets are IPv6-only 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import ipaddress
 import socket
@@ -55,6 +56,7 @@ def format_address(address: Address) -> str:
 # handful of peers: parsing the same literal with ipaddress each time was a tenth of the cost of
 # a call.  Bounded so that a flood of distinct sources cannot grow them without limit.
 _CACHE_LIMIT = 4096
+_UDP_RECEIVE_BUFFER = 4 * 1024 * 1024
 _canonical: dict[str, str] = {}
 _families: dict[str, socket.AddressFamily | None] = {}
 
@@ -136,6 +138,13 @@ def bind_socket(
             # Lets a restarted lab rebind a port still in TIME_WAIT.  Not for UDP: on Linux it
             # would let two processes share a UDP port silently.
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if kind == "udp":
+            # The default receive buffer holds about a hundred datagrams: a node answering a
+            # few thousand calls a second drops requests during any pause of a few tens of
+            # milliseconds (a collection, a busy CPU), and the peer's retransmissions then
+            # load it further.  The kernel caps the request at net.core.rmem_max.
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _UDP_RECEIVE_BUFFER)
         sock.setblocking(False)
         sock.bind(address)
     except BaseException:

@@ -186,7 +186,8 @@ class Message:
 
         def build() -> NameAddr:
             value = self._required(name)
-            if len(split_commas(value)) > 1:
+            # split_commas only when it can find something: a comma, or nothing at all
+            if ("," in value or not value.strip(" \t")) and len(split_commas(value)) > 1:
                 raise RemoteProtocolError(f"{name} has more than one value")
             return parse_name_addr(value)
 
@@ -208,7 +209,7 @@ class Message:
 
         def build() -> str:
             v = self._required("call-id").strip(" \t")
-            if not v or any(c in v for c in " \t,"):
+            if not v or " " in v or "\t" in v or "," in v:
                 raise RemoteProtocolError(f"malformed Call-ID {v[:40]!r}")
             return v
 

@@ -177,11 +177,12 @@ def _parse(data: bytes, transport: str, limits: ParserLimits, validate: bool) ->
         method, uri_text, version = parts
         if not is_token(method):
             raise RemoteProtocolError(f"invalid method {method[:30]!r}", 400)
-        vm = _VERSION_RE.match(version)
-        if vm is None:
-            raise RemoteProtocolError(f"malformed SIP-Version {version[:20]!r}", 400)
-        if (vm.group(1), vm.group(2)) != ("2", "0"):
-            raise RemoteProtocolError(f"unsupported version {version}", 505)
+        if version != "SIP/2.0":  # the one spelling nearly every message uses
+            vm = _VERSION_RE.match(version)
+            if vm is None:
+                raise RemoteProtocolError(f"malformed SIP-Version {version[:20]!r}", 400)
+            if (vm.group(1), vm.group(2)) != ("2", "0"):
+                raise RemoteProtocolError(f"unsupported version {version}", 505)
         if uri_text.startswith("<"):
             raise RemoteProtocolError("Request-URI must not be enclosed in <>", 400)
         uri = parse_uri(uri_text)
@@ -193,11 +194,12 @@ def _parse(data: bytes, transport: str, limits: ParserLimits, validate: bool) ->
     else:
         ver, sp, rest_line = first.partition(" ")
         code, _sp2, reason = rest_line.partition(" ")
-        vm = _VERSION_RE.match(ver)
-        if vm is None or not sp:
-            raise RemoteProtocolError(f"malformed Status-Line {first[:40]!r}", None)
-        if (vm.group(1), vm.group(2)) != ("2", "0"):
-            raise RemoteProtocolError(f"unsupported version {ver}", None)
+        if ver != "SIP/2.0" or not sp:
+            vm = _VERSION_RE.match(ver)
+            if vm is None or not sp:
+                raise RemoteProtocolError(f"malformed Status-Line {first[:40]!r}", None)
+            if (vm.group(1), vm.group(2)) != ("2", "0"):
+                raise RemoteProtocolError(f"unsupported version {ver}", None)
         if not _STATUS_RE.match(code) or not 100 <= int(code) <= 699:
             raise RemoteProtocolError(f"invalid status code {code[:20]!r}", None)
         start_version = ver
@@ -208,13 +210,15 @@ def _parse(data: bytes, transport: str, limits: ParserLimits, validate: bool) ->
     append = fields.append
     index: dict[str, list[str]] = {}
     folded = False
+    max_line = limits.max_line_length
+    # No line can be longer than the whole section: then the per-line check is skipped.
+    check_length = len(text) > max_line
     for line in lines[1:]:
         if not line:
             raise RemoteProtocolError(
                 "empty line inside the header section", _discard_or(400, is_request)
             )
-        c0 = line[0]
-        if c0 == " " or c0 == "\t":
+        if line[0] in " \t":
             if not fields:
                 raise RemoteProtocolError(
                     "continuation line before the first header", _discard_or(400, is_request)
@@ -224,7 +228,7 @@ def _parse(data: bytes, transport: str, limits: ParserLimits, validate: bool) ->
             prev.value = (prev.value + " " + line.strip(" \t")).strip(" \t")
             folded = True
             continue
-        if len(line) > limits.max_line_length:
+        if check_length and len(line) > max_line:
             raise RemoteProtocolError("header line too long", _discard_or(400, is_request))
         colon = line.find(":")
         if colon <= 0:
