@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit peers bench mutants clean
+.PHONY: run test lint typecheck unit peers bench mutants kamailio-check clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,13 @@ mutants: $(STAMP)
 ## make peers: the Debian packages of the real peers the interop tests talk to
 peers:
 	./scripts/install-peers.sh
+
+## make kamailio-check: Kamailio (docker/kamailio/, with rtpengine) as the live SBC under test:
+## certs, start it on loopback, the whole Direct Routing plan with a JUnit file, stop it, print
+## the verdicts and compare them with docker/kamailio/expected-verdicts.yaml.  `make test` runs
+## the same through tests/interop/test_kamailio.py (on a free block of loopback addresses).
+kamailio-check: $(STAMP) peers
+	$(BIN)/python -m sbcsim.testing.kamailio --out out/kamailio
 
 ## make test: set up everything the tests need, then lint, type-check and the whole suite
 test: $(STAMP) peers lint typecheck unit

@@ -8,6 +8,7 @@ set -euo pipefail
 declare -A PEERS=(
   [sipp]=sip-tester
   [kamailio]=kamailio
+  [rtpengine]=rtpengine-daemon
   [tshark]=tshark
   [sipsak]=sipsak
   [baresip]=baresip

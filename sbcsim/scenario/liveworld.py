@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import socket
+import ssl
 import time
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
@@ -43,6 +45,7 @@ from sbcsim.errors import ConfigError, SbcsimError, TransportError
 from sbcsim.lab import Lab
 from sbcsim.net.base import Address, PeerInfo, Receiver, TransportLayer, TransportName
 from sbcsim.net.live import LiveTransport
+from sbcsim.net.tls import client_context
 from sbcsim.net.udp import address_family, bind_error, bind_socket, canonical_host
 from sbcsim.scenario.engine import CheckSkipped, ScenarioError, ScenarioSkipped, World
 from sbcsim.scenario.labworld import PROXY_SHORT, LabWorld, _microsoft_settings
@@ -65,6 +68,7 @@ __all__ = [
     "LiveWorld",
     "LiveWorldError",
     "check_bind_addresses",
+    "check_sbc_reachable",
     "live_factory_for",
     "live_skip_reason",
     "longest_run",
@@ -74,6 +78,8 @@ __all__ = [
 POLL_INTERVAL = 0.01
 #: Scenarios with this tag need the virtual clock and are skipped against a live SBC.
 SIM_ONLY_TAG = "sim-only"
+#: Bound on each step of the check that the SBC is there before the first scenario (seconds).
+PREFLIGHT_TIMEOUT = 3.0
 #: Bounds on opening and closing the lab's sockets (seconds).
 START_TIMEOUT = 10.0
 CLOSE_TIMEOUT = 5.0
@@ -615,6 +621,56 @@ def check_bind_addresses(target: LiveTarget) -> None:
             ) from None
 
 
+def check_sbc_reachable(target: LiveTarget, timeout: float = PREFLIGHT_TIMEOUT) -> None:
+    """Fail early (exit 2), naming the address and the likely cause, when the SBC under test is
+    not there: nothing listens on its Microsoft side, or TLS with it cannot hold (its certificate
+    does not chain to ``sbc_ca`` or does not cover the carrier trunk FQDN, or it refuses the
+    proxies' certificate).  Connecting, then the handshake, each wait at most ``timeout``; a
+    handshake that only times out is left to the scenarios, which fail within their own bounds.
+    """
+    side = target.topology.sbc.microsoft_side
+    where = f"{side.address}:{side.port}/tls"
+    location = target.locate(("sbc", "microsoft_side"))
+
+    def problem(text: str) -> ConfigError:
+        return ConfigError(
+            f"the SBC under test at {where} (its Microsoft side): {text}", location=location
+        )
+
+    try:
+        raw = socket.create_connection((side.address, side.port), timeout=timeout)
+    except ConnectionRefusedError:
+        raise problem("nothing is listening there; is the SBC started?") from None
+    except TimeoutError:
+        raise problem(
+            f"no answer to a connection within {timeout:g} s; is the SBC started, and is the "
+            "address right?"
+        ) from None
+    except OSError as exc:
+        raise problem(f"cannot connect: {exc.strerror or exc}") from None
+    fqdn = target.topology.carrier.trunk_fqdn
+    cert, key = next(iter(target.proxy_files.values()))
+    context = client_context(target.trust_ca, cert, key)
+    context.maximum_version = ssl.TLSVersion.TLSv1_2  # what the proxies speak (Part 7.1)
+    with raw:
+        raw.settimeout(timeout)
+        try:
+            with context.wrap_socket(raw, server_hostname=fqdn):
+                pass
+        except ssl.SSLCertVerificationError as exc:
+            raise problem(
+                f"TLS failed, its certificate does not hold ({exc.verify_message}): it must chain "
+                f"to {target.trust_ca} and cover {fqdn} (DR Part 7.3)"
+            ) from None
+        except ssl.SSLError as exc:
+            raise problem(
+                f"TLS failed ({exc.reason or exc}): the SBC must speak TLS 1.2 and accept the "
+                f"proxies' certificates, signed by {target.lab_ca} (install it as a trusted CA)"
+            ) from None
+        except OSError:
+            return  # no handshake within the bound, or a reset: left to the scenarios
+
+
 def _live_factory(
     target_path: str, default_topology: str | None, plan_settings: dict[str, Any]
 ) -> WorldFactory:
@@ -635,8 +691,9 @@ def _live_factory(
 def live_factory_for(loaded: LoadedPlan, target: str) -> Callable[[], WorldFactory]:
     """A picklable maker of live world factories for the target file ``target``.
 
-    The target is loaded and checked here, and its bind addresses tried, so that a bad file, a
-    missing certificate or an address in use stops the run before any scenario (exit 2).
+    The target is loaded and checked here, its bind addresses tried and the SBC reached, so that
+    a bad file, a missing certificate, an address in use, an SBC that is not started or whose
+    TLS does not hold stops the run before any scenario (exit 2).
     """
     if not is_target_path(target):
         raise ConfigError(
@@ -646,6 +703,12 @@ def live_factory_for(loaded: LoadedPlan, target: str) -> Callable[[], WorldFacto
     live = load_target(target, topology)
     _microsoft_settings(loaded.plan.settings)
     check_bind_addresses(live)
+    max_seconds = live.spec.max_scenario_seconds
+    if any(
+        live_skip_reason(s, warmup=live.warmup, max_seconds=max_seconds) is None
+        for s in loaded.scenarios
+    ):
+        check_sbc_reachable(live)  # only a plan that will talk to the SBC needs it there
     return functools.partial(
         _live_factory,
         str(Path(target).resolve()),

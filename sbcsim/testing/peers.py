@@ -1,4 +1,4 @@
-"""Finding the real peer programs (SIPp, sipsak, baresip, Kamailio, tshark, Chromium).
+"""Finding the real peer programs (SIPp, sipsak, baresip, Kamailio, rtpengine, tshark, Chromium).
 
 In CI (``CI=true``) a missing peer is a failure, never a skip: an interop test that silently
 does not run proves nothing.  On a developer's machine it is a skip that names the Debian package
@@ -18,6 +18,7 @@ DEBIAN_PACKAGES: dict[str, str] = {
     "sipsak": "sipsak",
     "baresip": "baresip",
     "kamailio": "kamailio",
+    "rtpengine": "rtpengine-daemon",
     "tshark": "tshark",
     "chromium": "chromium",
 }
