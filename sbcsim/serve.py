@@ -23,6 +23,7 @@ import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console
@@ -108,9 +109,16 @@ class LiveLab:
     pstn: PstnCarrier
     transports: list[LiveTransport] = field(default_factory=list)
     listening: list[tuple[str, str, Address]] = field(default_factory=list)
+    #: the Graph-shaped presence API (``presence_api=True``): its runner and base URL
+    api_runner: Any = None
+    api_url: str | None = None
 
     async def aclose(self, timeout: float = CLOSE_TIMEOUT) -> None:
         """Close every socket, waiting at most ``timeout`` seconds."""
+        if self.api_runner is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.api_runner.cleanup(), timeout)
+            self.api_runner = None
         for proxy in self.proxies.values():
             for handle in proxy.pingers.values():
                 if handle is not None:
@@ -148,6 +156,7 @@ async def start_live_lab(
     client_certs: str = "required",
     seed: int | None = None,
     tap: TrafficTap | None = None,
+    presence_api: bool = False,
 ) -> LiveLab:
     """Open every listener of the live lab; raises :class:`ServeError` on a setup problem.
 
@@ -238,11 +247,35 @@ async def start_live_lab(
         listening.append(("pstn carrier", pstn.transport, (pstn.address, pstn.port)))
         side = topology.sbc.pstn_side
         carrier = PstnCarrier(topology, node, (side.address, side.port), transport=side.transport)
+        api_runner: Any = None
+        api_url: str | None = None
+        if presence_api and topology.contact_center is not None:
+            from sbcsim.endpoints.ccaas import start_presence_api
+
+            cc = topology.contact_center
+            try:
+                api_runner, api_url = await start_presence_api(
+                    topology, presence, clock=clock, seed=seed
+                )
+            except OSError as exc:
+                raise ServeError(
+                    f"cannot serve the presence API on {cc.graph_address}:{cc.graph_port}: "
+                    f"{exc.strerror or exc} (is another sbcsim serve running?)"
+                ) from exc
+            host_port = api_url.rsplit("/", 1)[-1]
+            api_host, _, api_port = host_port.rpartition(":")
+            listening.append(
+                ("presence API (Graph) + OAuth2", "http", (api_host.strip("[]"), int(api_port)))
+            )
+    except ServeError:
+        for transport in transports:
+            await transport.aclose()
+        raise
     except (TransportError, ConfigError) as exc:
         for transport in transports:
             await transport.aclose()
         raise ServeError(getattr(exc, "msg", str(exc))) from exc
-    return LiveLab(topology, service, proxies, carrier, transports, listening)
+    return LiveLab(topology, service, proxies, carrier, transports, listening, api_runner, api_url)
 
 
 def _install_stop(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
@@ -338,7 +371,9 @@ def serve(
         # Signals are caught from the start, so a stop request during start-up is not lost.
         _install_stop(asyncio.get_running_loop(), stop)
         try:
-            lab = await start_live_lab(topology, certs_dir, client_certs=client_certs)
+            lab = await start_live_lab(
+                topology, certs_dir, client_certs=client_certs, presence_api=True
+            )
         except ServeError as exc:
             console.print(f"sbcsim serve: {exc}", markup=False)
             return EXIT_USAGE
