@@ -84,6 +84,9 @@ def _write_reports(
 ) -> None:
     from sbcsim.report import write_html, write_json, write_junit, write_scenario_traces
 
+    for path in (junit, json_path, html):
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
     if json_path:
         write_json(json_path, result)
     if junit:

@@ -195,3 +195,20 @@ def test_html_report_from_run_renders_the_ladder_in_chromium(tmp_path: Path, req
     assert summary["ladders"] == 1
     assert summary["arrows"] > 20 and summary["drawn"] == summary["arrows"]
     assert len(summary["failing"]) == 1
+
+
+def test_reports_go_into_directories_that_do_not_exist_yet(tmp_path: Path) -> None:
+    deep = tmp_path / "a" / "b"
+    code, text = _run(
+        str(PLAN),
+        "-k",
+        "inbound-basic-call",
+        "--junit",
+        str(deep / "j.xml"),
+        "--json",
+        str(deep / "r.json"),
+        "--html",
+        str(deep / "r.html"),
+    )
+    assert code == 0, text
+    assert {p.name for p in deep.iterdir()} == {"j.xml", "r.json", "r.html"}
