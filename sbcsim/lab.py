@@ -192,21 +192,23 @@ class Lab:
 
     def trace(self) -> list[TraceEntry]:
         """Every packet the network carried, in send order, with actor names."""
-        return [
-            TraceEntry(
-                index=i,
-                time=p.time,
-                src=p.src,
-                dst=p.dst,
-                transport=p.transport,
-                data=p.data,
-                src_name=self.actor_name(p.src),
-                dst_name=self.actor_name(p.dst),
-                connection_id=p.connection_id,
-                dropped=p.dropped,
-            )
-            for i, p in enumerate(self.net.capture)
-        ]
+        return [self.trace_entry(i) for i in range(len(self.net.capture))]
+
+    def trace_entry(self, index: int) -> TraceEntry:
+        """The trace entry of the ``index``-th captured packet."""
+        p = self.net.capture[index]
+        return TraceEntry(
+            index=index,
+            time=p.time,
+            src=p.src,
+            dst=p.dst,
+            transport=p.transport,
+            data=p.data,
+            src_name=self.actor_name(p.src),
+            dst_name=self.actor_name(p.dst),
+            connection_id=p.connection_id,
+            dropped=p.dropped,
+        )
 
     # -- parties ------------------------------------------------------------------------------------
     def proxy(self, fqdn: str) -> TeamsProxy:

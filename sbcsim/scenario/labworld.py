@@ -123,12 +123,14 @@ class LabWorld:
 
     def trace(self) -> list[TraceEntry]:
         capture = self.lab.net.capture
-        if len(self._trace) != len(capture) or (
-            capture and self._trace and self._trace[-1].dropped != capture[-1].dropped
-        ):
-            # the capture only grows, but a packet may be marked dropped after the fact
-            self._trace = self.lab.trace()
-        return self._trace
+        trace = self._trace
+        # The capture only grows, but a packet in flight may be marked dropped after later
+        # ones were captured: refresh those entries, and build entries for new packets only.
+        for i, entry in enumerate(trace):
+            if entry.dropped != capture[i].dropped:
+                trace[i] = self.lab.trace_entry(i)
+        trace.extend(self.lab.trace_entry(i) for i in range(len(trace), len(capture)))
+        return trace
 
     def close(self) -> None:
         sbc = self.lab.sbc
